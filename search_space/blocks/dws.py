@@ -1,0 +1,19 @@
+"""Depthwise separable convolution (MobileNetV1): depthwise kxk + BN + ReLU, 1x1 + BN + ReLU."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from search_space.arch import DwsStage
+from search_space.blocks.layers import ConvBNAct
+
+
+class DwsBlock(nn.Module):
+    def __init__(self, spec: DwsStage, *, cin: int, cout: int, stride: int, first: bool):
+        super().__init__()
+        self.dw = ConvBNAct(cin, cin, kernel=spec.kernel, stride=stride, groups=cin)
+        self.pw = ConvBNAct(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x))

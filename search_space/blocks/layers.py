@@ -1,0 +1,125 @@
+"""Layers shared by several blocks: conv + BN + activation, the channel shuffle, the channel-wise
+convolution of ChannelNets and the squeeze-and-excitation attention of ANTNets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "none": nn.Identity,
+}
+
+
+def get_act(name: str) -> nn.Module:
+    """Activation by name, so configs stay plain JSON (timm `create_act.get_act_layer`)."""
+    try:
+        return _ACTS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTS)}") from None
+
+
+class ConvBNAct(nn.Sequential):
+    """kxk conv (`padding = k // 2`) + BatchNorm + activation (`act="none"` for a linear layer)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        *,
+        kernel: int | tuple[int, int] = 1,
+        stride: int | tuple[int, int] = 1,
+        groups: int = 1,
+        act: str = "relu",
+        bias: bool = False,
+    ):
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        super().__init__(
+            nn.Conv2d(cin, cout, (kh, kw), stride, (kh // 2, kw // 2), groups=groups, bias=bias),
+            nn.BatchNorm2d(cout),
+            get_act(act),
+        )
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet shuffle (SPEC §1.1); with `groups = g1` it is clcNet's interlace
+    `out[k*g1 + i] = in[i*(L/g1) + k]` (SPEC §1.2)."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+def cw_padding(cw_kernel: int, cw_stride: int) -> tuple[int, int]:
+    """(front, back) channel padding so each channel-wise kernel yields `C / cw_stride` outputs.
+
+    Total padding `dc - s` (negative crops). Output channel `o` of every kernel reads the window
+    of input channels `[o*s - front, o*s - front + dc)`.
+    """
+    total = cw_kernel - cw_stride
+    front = total // 2
+    return front, total - front
+
+
+class ChannelWiseConv(nn.Module):
+    """ChannelNets channel-wise convolution (SPEC §1.4): a Conv3d with kernel `(dc, 1, 1)` over
+    the `(B, 1, C, H, W)` view, shared by every spatial position.
+
+    `kernels` independent kernels each slide over all `C` channels with stride `cw_stride` and
+    produce `C / cw_stride` channels; output group `j` is kernel `j`, so the output has
+    `kernels * C / cw_stride` channels. The group channel-wise conv with `g` groups is
+    `kernels = cw_stride = g`; DWSCW uses `kernels = N / M` (widening) or `cw_stride = M / N`.
+    Weights `kernels * dc`; MAdds `dc * C_out * H * W`.
+    """
+
+    def __init__(self, channels: int, *, cw_kernel: int, kernels: int = 1, cw_stride: int = 1):
+        super().__init__()
+        if channels % cw_stride:
+            raise ValueError(f"cw_stride {cw_stride} does not divide {channels} channels")
+        self.channels, self.kernels, self.cw_stride = channels, kernels, cw_stride
+        self.pad = cw_padding(cw_kernel, cw_stride)
+        self.conv = nn.Conv3d(1, kernels, (cw_kernel, 1, 1), (cw_stride, 1, 1), bias=False)
+
+    @property
+    def out_channels(self) -> int:
+        return self.kernels * self.channels // self.cw_stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        v = F.pad(x.unsqueeze(1), (0, 0, 0, 0, *self.pad))
+        return self.conv(v).reshape(b, self.out_channels, h, w)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention (ANTNets, after SENet): pool, FC `C -> C/r`, ReLU, FC back, sigmoid,
+    channel-wise multiply. Hidden width `max(1, C // r)`; both FCs carry a bias."""
+
+    def __init__(self, channels: int, *, se_ratio: int):
+        super().__init__()
+        hidden = se_hidden(channels, se_ratio)
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
+
+
+def se_hidden(channels: int, se_ratio: int) -> int:
+    return max(1, channels // se_ratio)
