@@ -19,7 +19,7 @@ def load_arch(x: Arch | dict[str, Any] | str | Path) -> Arch:
         return parse_arch(x)
     if isinstance(x, str | Path):
         p = Path(x)
-        if p.suffix.lower() in (".json", ".yaml", ".yml") or p.exists():
+        if p.suffix.lower() in (".json", ".yaml", ".yml"):
             return parse_arch(load_document(p))
         return zoo_arch(str(x))
     raise ArchError.at((), f"cannot load an arch from {type(x).__name__}")

@@ -254,18 +254,31 @@ class Arch(_Strict):
 # -- parsing ------------------------------------------------------------------------------
 
 _UNION_TAGS = {"stages": set(BLOCK_TYPES), "head": set(HEAD_TYPES)}
+# Plain (non-discriminated) unions: pydantic appends the member's label to the field's path
+# (`stages.0.hetconv.part.constrained-int`, `...part.literal['in']`).
+_PLAIN_UNION_FIELDS = {"part"}
 
 
 def _clean_loc(loc: tuple[str | int, ...]) -> list[str | int]:
-    """Drop the discriminator tag pydantic inserts into union paths (`stages.3.clc.g1`)."""
+    """Drop the tags pydantic inserts into union paths (`stages.3.clc.g1`, `part.literal['in']`)."""
     out: list[str | int] = []
     for i, part in enumerate(loc):
+        if i >= 1 and isinstance(part, str) and loc[i - 1] in _PLAIN_UNION_FIELDS:
+            continue
         if i >= 1 and isinstance(part, str):
             owner = loc[i - 2] if isinstance(loc[i - 1], int) and i >= 2 else loc[i - 1]
             if part in _UNION_TAGS.get(str(owner), ()) and i + 1 < len(loc):
                 continue
         out.append(part)
     return out
+
+
+def _error_loc(err: Any) -> list[str | int]:
+    """The cleaned path; a bad or missing `block`/`type` tag is reported at that key."""
+    loc = _clean_loc(tuple(err["loc"]))
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
+    return loc
 
 
 def _message(err: Any) -> str:
@@ -280,6 +293,8 @@ def _message(err: Any) -> str:
         return f"unknown type {tag!r}; expected one of {expected}"
     if kind == "union_tag_not_found":
         return f"missing discriminator key {err.get('ctx', {}).get('discriminator')}"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
     return f"{err['msg']} (got {err.get('input')!r})"
 
 
@@ -291,7 +306,7 @@ def parse_arch(data: Any) -> Arch:
         arch = Arch.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ArchError(
-            (format_path(_clean_loc(tuple(e["loc"]))), _message(e)) for e in exc.errors()
+            (format_path(_error_loc(e)), _message(e)) for e in exc.errors()
         ) from None
     problems = list(_structural_problems(arch))
     if problems:

@@ -15,8 +15,13 @@ def zoo_names() -> list[str]:
     return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))
 
 
-@cache
 def zoo_arch(name: str) -> Arch:
+    """A private copy of a zoo model (the parsed documents are cached)."""
+    return _zoo_arch(name).model_copy(deep=True)
+
+
+@cache
+def _zoo_arch(name: str) -> Arch:
     path = resources.files(__package__) / f"{name}.json"
     if not path.is_file():
         raise ArchError.at((), f"unknown zoo model {name!r}; `clnas zoo` lists {len(zoo_names())}")

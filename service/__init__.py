@@ -1,0 +1,1 @@
+"""How do people drive it? The command line (and, later, the REST service and dashboard)."""

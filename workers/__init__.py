@@ -1,0 +1,1 @@
+"""Where does a candidate get trained? (CIFAR-100 proxy, ImageNet full training, Ray.)"""
