@@ -30,6 +30,8 @@ def other_groups_index(channels: int, part: int) -> torch.Tensor:
 
 
 class HetConv2d(nn.Module):
+    gather: torch.Tensor
+
     def __init__(
         self, cin: int, cout: int, *, part: int, kernel: int = 3, stride: int = 1, bias: bool = False
     ):

@@ -136,7 +136,10 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
             problems.append((f"blocks.{name}", f"unknown block type; expected one of {BLOCK_TYPES}"))
     for name in sorted(used):
         dims = space.blocks.get(name, BlockDims())
-        set_keys = {k for k in BlockDims.model_fields if k in dims.model_fields_set}
+        set_keys = {
+            k for k, f in BlockDims.model_fields.items()
+            if k in dims.model_fields_set and getattr(dims, k) != f.get_default(call_default_factory=True)
+        }
         for key in _REQUIRED[name]:
             if getattr(dims, key) is None:
                 problems.append((f"blocks.{name}.{key}", f"required for block type {name!r}"))
