@@ -46,8 +46,10 @@ class Budget(BaseModel):
         return names
 
     def check(self, report: Any) -> Verdict:
-        """Judge a cost report (anything with `madds`, `params` and per-block CRF fractions)."""
-        crf_min = min((b.crf_min_fraction for b in report.blocks), default=1.0)
+        """Judge a cost report (`objectives.cost_report`): FCRF and CRF limits apply to the
+        blocks (rows with a stage), not to the stem or the head (SPEC §2)."""
+        blocks = [b for b in report.blocks if b.stage is not None]
+        crf_min = min((b.crf_min_fraction for b in blocks), default=1.0)
         values: list[float] = []
         violations: list[Violation] = []
 
@@ -58,21 +60,41 @@ class Budget(BaseModel):
 
         if self.max_madds is not None:
             m = self.max_madds
-            add("madds", report.madds, m, report.madds / m - 1,
-                f"{report.madds:,} MAdds exceed max_madds {m:,}")
+            add(
+                "madds",
+                report.madds,
+                m,
+                report.madds / m - 1,
+                f"{report.madds:,} MAdds exceed max_madds {m:,}",
+            )
         if self.max_params is not None:
             p = self.max_params
-            add("params", report.params, p, report.params / p - 1,
-                f"{report.params:,} params exceed max_params {p:,}")
+            add(
+                "params",
+                report.params,
+                p,
+                report.params / p - 1,
+                f"{report.params:,} params exceed max_params {p:,}",
+            )
         if self.require_fcrf:
-            worst = [b.name for b in report.blocks if b.crf_min_fraction < 1.0]
-            add("fcrf", crf_min, 1.0, 1.0 - crf_min,
+            worst = [b.name for b in blocks if b.crf_min_fraction < 1.0]
+            add(
+                "fcrf",
+                crf_min,
+                1.0,
+                1.0 - crf_min,
                 f"not FCRF: {len(worst)} block(s) without full channel receptive field "
-                f"(first: {worst[0] if worst else '-'}, min CRF fraction {crf_min:.3f})")
+                f"(first: {worst[0] if worst else '-'}, min CRF fraction {crf_min:.3f})",
+            )
         if self.min_crf_fraction is not None:
             f = self.min_crf_fraction
-            add("crf_fraction", crf_min, f, f - crf_min,
-                f"min CRF fraction {crf_min:.3f} below min_crf_fraction {f}")
+            add(
+                "crf_fraction",
+                crf_min,
+                f,
+                f - crf_min,
+                f"min CRF fraction {crf_min:.3f} below min_crf_fraction {f}",
+            )
         return Verdict(values, violations)
 
 

@@ -252,7 +252,7 @@ _BLOCKS = {
 _STAGE_KEYS = frozenset({"out", "stride", "repeat", "pool"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Signature:
     """Cache key: the block's structure; the plan rides along but is not compared."""
 
@@ -271,13 +271,32 @@ def _cached_block_cdg(signature: _Signature) -> CDG:
     return d
 
 
+def block_signature(plan: BlockPlan) -> _Signature:
+    """A hashable key of the block's channel structure (the plan rides along, uncompared)."""
+    # The model's field values (`__dict__`), not `model_dump()`: this runs for every block of
+    # every candidate the search costs, so it must stay cheap.
+    # Field order is fixed per block class, and `block` (the class's tag) is one of the values.
+    params = tuple(_freeze(v) for k, v in plan.spec.__dict__.items() if k not in _STAGE_KEYS)
+    return _Signature((plan.cin, plan.cout, plan.stride, plan.first, params), plan)
+
+
 def block_cdg(plan: BlockPlan) -> CDG:
     """The block's CDG, bool of shape `(cout, cin)`; read-only (cached across repeated blocks)."""
-    params = sorted(
-        (k, _freeze(v)) for k, v in plan.spec.model_dump().items() if k not in _STAGE_KEYS
-    )
-    key = (plan.cin, plan.cout, plan.stride, plan.first, tuple(params))
-    return _cached_block_cdg(_Signature(key, plan))
+    return _cached_block_cdg(block_signature(plan))
+
+
+@lru_cache(maxsize=4096)
+def signature_crf(signature: _Signature) -> tuple[float, float]:
+    d = _cached_block_cdg(signature)
+    if d.all():  # the common case, and far cheaper than counting every row
+        return 1.0, 1.0
+    per_channel = crf_fractions(d)
+    return float(per_channel.min()), float(per_channel.mean())
+
+
+def block_crf(plan: BlockPlan) -> tuple[float, float]:
+    """(min, mean) over output channels of the block's CRF fraction (SPEC §2), cached."""
+    return signature_crf(block_signature(plan))
 
 
 def arch_cdg(arch: Arch) -> list[tuple[BlockPlan, CDG]]:

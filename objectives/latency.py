@@ -82,7 +82,16 @@ def measure_latency(
             times.append((time.perf_counter() - t0) * 1e3)
     q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
     return LatencyReport(
-        median_ms=statistics.median(times), p10_ms=q[0], p90_ms=q[-1], batch=batch,
-        resolution=resolution, threads=used, repeats=repeats, warmup=warmup, device="cpu",
-        backend="torch-eager", torch_version=torch.__version__, machine=platform.machine(),
+        median_ms=statistics.median(times),
+        p10_ms=q[0],
+        p90_ms=q[-1],
+        batch=batch,
+        resolution=resolution,
+        threads=used,
+        repeats=repeats,
+        warmup=warmup,
+        device="cpu",
+        backend="torch-eager",
+        torch_version=torch.__version__,
+        machine=platform.machine(),
     )

@@ -145,7 +145,17 @@ Stage = Annotated[
 ]
 
 BLOCK_TYPES: tuple[str, ...] = (
-    "conv", "hetconv", "dws", "mbconv", "clc", "ant", "eant", "gm", "gcwm", "dwscw", "shuffle",
+    "conv",
+    "hetconv",
+    "dws",
+    "mbconv",
+    "clc",
+    "ant",
+    "eant",
+    "gm",
+    "gcwm",
+    "dwscw",
+    "shuffle",
     "effnet",
 )
 
@@ -166,7 +176,7 @@ Head = Annotated[FCHead | ConvClassifierHead, Field(discriminator="type")]
 HEAD_TYPES: tuple[str, ...] = ("fc", "conv_classifier")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlockPlan:
     """One block of the network with its resolved shapes (what the builder and cost model need)."""
 
@@ -305,9 +315,7 @@ def parse_arch(data: Any) -> Arch:
     try:
         arch = Arch.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ArchError(
-            (format_path(_error_loc(e)), _message(e)) for e in exc.errors()
-        ) from None
+        raise ArchError((format_path(_error_loc(e)), _message(e)) for e in exc.errors()) from None
     problems = list(_structural_problems(arch))
     if problems:
         raise ArchError(problems)
@@ -341,14 +349,12 @@ def _structural_problems(arch: Arch) -> Iterator[tuple[str, str]]:
             yield f"{where}.pool", f"cannot max-pool a {plan.size_out}x{plan.size_out} map"
             return
     channels, _ = arch.final_features()
-    head = arch.head
-    if isinstance(head, ConvClassifierHead):
-        if channels < arch.num_classes:
-            yield (
-                "head.type",
-                f"conv_classifier needs at least num_classes={arch.num_classes} input channels, "
-                f"got {channels}",
-            )
+    if isinstance(arch.head, ConvClassifierHead) and channels < arch.num_classes:
+        yield (
+            "head.type",
+            f"conv_classifier needs at least num_classes={arch.num_classes} input channels, "
+            f"got {channels}",
+        )
 
 
 def _block_problems(p: BlockPlan) -> Iterator[tuple[str, str]]:
@@ -383,8 +389,12 @@ def _block_problems(p: BlockPlan) -> Iterator[tuple[str, str]]:
         yield from div("groups", s.groups, p.cout, "output channels")
     elif isinstance(s, DwsCWStage):
         if not (_divides(p.cin, p.cout) or _divides(p.cout, p.cin)):
-            yield "out", (
-                f"a channel-wise conv maps {p.cin} -> {p.cout} channels only if one divides the other"
+            yield (
+                "out",
+                (
+                    f"a channel-wise conv maps {p.cin} -> {p.cout} channels only when one divides "
+                    "the other"
+                ),
             )
     elif isinstance(s, ShuffleStage):
         if p.cout % 4:

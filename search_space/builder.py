@@ -20,7 +20,9 @@ class Network(nn.Module):
         stem: list[nn.Module] = []
         if arch.stem is not None:
             s = arch.stem
-            stem.append(ConvBNAct(arch.in_channels, s.out, kernel=s.kernel, stride=s.stride, act=s.act))
+            stem.append(
+                ConvBNAct(arch.in_channels, s.out, kernel=s.kernel, stride=s.stride, act=s.act)
+            )
             if s.pool == "max":
                 stem.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)
@@ -49,5 +51,7 @@ class Network(nn.Module):
 def build_model(arch: Arch) -> Network:
     """Build the PyTorch module for a validated arch (see `search_space.load_arch`)."""
     if not isinstance(arch, Arch):
-        raise TypeError(f"build_model expects an Arch (use load_arch first), got {type(arch).__name__}")
+        raise TypeError(
+            f"build_model expects an Arch (use load_arch first), got {type(arch).__name__}"
+        )
     return Network(arch)

@@ -52,13 +52,15 @@ def _divides(g: int, n: int) -> bool:
 class _Context:
     """What the choices of one stage depend on."""
 
-    def __init__(self, trial: Suggester, stage: int, cin: int, cout: int, stride: int,
-                 repeat: int, size: int):
+    def __init__(
+        self, trial: Suggester, stage: int, cin: int, cout: int, stride: int, repeat: int, size: int
+    ):
         self.trial, self.stage = trial, stage
         self.cin, self.cout, self.stride, self.repeat, self.size = cin, cout, stride, repeat, size
 
-    def pick(self, key: str, declared: Sequence[Choice], valid: Sequence[Choice],
-             extra: str = "") -> Choice:
+    def pick(
+        self, key: str, declared: Sequence[Choice], valid: Sequence[Choice], extra: str = ""
+    ) -> Choice:
         if not valid:
             raise ValueError(f"stages[{self.stage}].{key}: no valid choice")  # filtered upstream
         if len(valid) == 1:
@@ -141,7 +143,9 @@ def _valid_g2(dims: BlockDims, ctx: _Context) -> list[int]:
     return [g for g in dims.g2 or [] if all(_divides(g, a) for pair in ctx.pairs for a in pair)]
 
 
-def _sample_block_keys(block: str, dims: BlockDims, ctx: _Context, first_stage: bool) -> dict[str, Any]:
+def _sample_block_keys(
+    block: str, dims: BlockDims, ctx: _Context, first_stage: bool
+) -> dict[str, Any]:
     p = f"{block}."
     keys: dict[str, Any] = {}
     if block != "shuffle":
@@ -154,12 +158,15 @@ def _sample_block_keys(block: str, dims: BlockDims, ctx: _Context, first_stage: 
         keys["expand"] = ctx.pick(p + "expand", dims.expand or [], dims.expand or [])
     elif block == "clc":
         declared_g1 = dims.g1 or [ctx.cin // c for c in dims.crf or [] if _divides(c, ctx.cin)]
-        keys["g1"] = ctx.pick(p + "g1", declared_g1, _valid_g1(dims, ctx),
-                              extra="" if dims.g1 else ",crf")
+        keys["g1"] = ctx.pick(
+            p + "g1", declared_g1, _valid_g1(dims, ctx), extra="" if dims.g1 else ",crf"
+        )
         keys["g2"] = ctx.pick(p + "g2", dims.g2 or [], _valid_g2(dims, ctx))
         keys["interlace"] = ctx.pick(p + "interlace", dims.interlace, dims.interlace)
     elif block == "ant":
-        expands = [e for e in dims.expand or [] if any(_groups_ok(g, ctx, e) for g in dims.groups or [])]
+        expands = [
+            e for e in dims.expand or [] if any(_groups_ok(g, ctx, e) for g in dims.groups or [])
+        ]
         e = keys["expand"] = ctx.pick(p + "expand", dims.expand or [], expands)
         keys["se_ratio"] = ctx.pick(p + "se_ratio", dims.se_ratio or [], dims.se_ratio or [])
         groups = [g for g in dims.groups or [] if _groups_ok(g, ctx, e)]
@@ -176,7 +183,9 @@ def _sample_block_keys(block: str, dims: BlockDims, ctx: _Context, first_stage: 
         groups = [g for g in dims.groups or [] if _groups_ok(g, ctx)]
         keys["groups"] = ctx.pick(p + "groups", dims.groups or [], groups)
         if block == "gcwm":
-            keys["cw_kernel"] = ctx.pick(p + "cw_kernel", dims.cw_kernel or [], dims.cw_kernel or [])
+            keys["cw_kernel"] = ctx.pick(
+                p + "cw_kernel", dims.cw_kernel or [], dims.cw_kernel or []
+            )
     elif block == "dwscw":
         keys["cw_kernel"] = ctx.pick(p + "cw_kernel", dims.cw_kernel or [], dims.cw_kernel or [])
     elif block == "shuffle":
@@ -192,24 +201,26 @@ def sample_arch(space: Space, trial: Suggester, *, name: str | None = None) -> A
     size = space.resolution
     cin = space.in_channels
     doc: dict[str, Any] = {
-        "format": "clnas.arch/1", "name": name or f"{space.name}-sample",
-        "num_classes": space.num_classes, "resolution": space.resolution,
+        "format": "clnas.arch/1",
+        "name": name or f"{space.name}-sample",
+        "num_classes": space.num_classes,
+        "resolution": space.resolution,
         "in_channels": space.in_channels,
     }
     if space.stem is not None:
-        st = space.stem
+        ss = space.stem
         stem = {
-            "out": _pick_simple(trial, "stem.out", st.out),
-            "kernel": _pick_simple(trial, "stem.kernel", st.kernel),
-            "stride": _pick_simple(trial, "stem.stride", st.stride),
-            "act": st.act,
+            "out": _pick_simple(trial, "stem.out", ss.out),
+            "kernel": _pick_simple(trial, "stem.kernel", ss.kernel),
+            "stride": _pick_simple(trial, "stem.stride", ss.stride),
+            "act": ss.act,
         }
-        if st.pool:
-            stem["pool"] = st.pool
+        if ss.pool:
+            stem["pool"] = ss.pool
         doc["stem"] = stem
         cin = stem["out"]
         size = conv_out_size(size, stem["kernel"], stem["stride"])
-        if st.pool:
+        if ss.pool:
             size = conv_out_size(size, 3, 2)
     stages = []
     for i, st in enumerate(space.stages):
@@ -219,7 +230,9 @@ def sample_arch(space: Space, trial: Suggester, *, name: str | None = None) -> A
         repeat = trial.suggest_int(f"s{i}.repeat", lo, hi) if lo < hi else lo
         ctx = _Context(trial, i, cin, cout, stride, repeat, size)
         first_stage = i == 0
-        valid = [b for b in st.blocks if _type_ok(b, space.blocks.get(b, BlockDims()), ctx, first_stage)]
+        valid = [
+            b for b in st.blocks if _type_ok(b, space.blocks.get(b, BlockDims()), ctx, first_stage)
+        ]
         if not valid:
             raise ValueError(
                 f"stages[{i}]: no block type in {st.blocks} fits {cin} -> {cout} channels at "
@@ -227,8 +240,13 @@ def sample_arch(space: Space, trial: Suggester, *, name: str | None = None) -> A
             )
         block = ctx.pick("block", st.blocks, valid)
         dims = space.blocks.get(block, BlockDims())
-        stage = {"block": block, "out": cout, "stride": stride, "repeat": repeat,
-                 **_sample_block_keys(block, dims, ctx, first_stage)}
+        stage = {
+            "block": block,
+            "out": cout,
+            "stride": stride,
+            "repeat": repeat,
+            **_sample_block_keys(block, dims, ctx, first_stage),
+        }
         if st.pool:
             stage["pool"] = st.pool
         stages.append(stage)
@@ -240,8 +258,9 @@ def sample_arch(space: Space, trial: Suggester, *, name: str | None = None) -> A
     head_types = [t for t in space.head.type if t == "fc" or cin >= space.num_classes]
     if not head_types:
         raise ValueError(f"head.type: conv_classifier needs >= {space.num_classes} channels")
-    head_type = _pick_simple(trial, "head.type", head_types,
-                             declared=space.head.type, context=f"@in={cin}")
+    head_type = _pick_simple(
+        trial, "head.type", head_types, declared=space.head.type, context=f"@in={cin}"
+    )
     head: dict[str, Any] = {"type": head_type}
     if head_type == "fc":
         conv_out = _pick_simple(trial, "head.conv_out", space.head.conv_out)
@@ -252,8 +271,13 @@ def sample_arch(space: Space, trial: Suggester, *, name: str | None = None) -> A
     return parse_arch(doc)
 
 
-def _pick_simple(trial: Suggester, name: str, choices: Sequence[Choice],
-                 declared: Sequence[Choice] | None = None, context: str = "") -> Choice:
+def _pick_simple(
+    trial: Suggester,
+    name: str,
+    choices: Sequence[Choice],
+    declared: Sequence[Choice] | None = None,
+    context: str = "",
+) -> Choice:
     if len(choices) == 1:
         return choices[0]
     if declared is not None and list(declared) != list(choices):

@@ -27,25 +27,38 @@ def _arch_summary(arch: Arch) -> str:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from objectives import cost_report
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in zoo_names():
         arch = load_arch(name)
         report = cost_report(arch)
-        rows.append({
-            "name": name, "num_classes": arch.num_classes, "resolution": arch.resolution,
-            "madds": report.madds, "params": report.params, "fcrf": report.fcrf,
-            "blocks": sorted({s.block for s in arch.stages}),
-        })
+        rows.append(
+            {
+                "name": name,
+                "num_classes": arch.num_classes,
+                "resolution": arch.resolution,
+                "madds": report.madds,
+                "params": report.params,
+                "fcrf": report.fcrf,
+                "blocks": sorted({s.block for s in arch.stages}),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title=f"clnas zoo ({len(rows)} models)")
     for col in ("name", "classes", "res", "MAdds", "params", "FCRF", "blocks"):
-        table.add_column(col, justify="right" if col in ("classes", "res", "MAdds", "params") else "left")
+        table.add_column(
+            col, justify="right" if col in ("classes", "res", "MAdds", "params") else "left"
+        )
     for r in rows:
         table.add_row(
-            r["name"], str(r["num_classes"]), str(r["resolution"]), _fmt_m(r["madds"]),
-            _fmt_m(r["params"]), "yes" if r["fcrf"] else "no", ",".join(r["blocks"]),
+            r["name"],
+            str(r["num_classes"]),
+            str(r["resolution"]),
+            _fmt_m(r["madds"]),
+            _fmt_m(r["params"]),
+            "yes" if r["fcrf"] else "no",
+            ",".join(r["blocks"]),
         )
     console.print(table)
     return 0
@@ -53,7 +66,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def _stage_keys(stage: Any) -> str:
     skip = {"block", "out", "stride", "repeat"}
-    return " ".join(f"{k}={v}" for k, v in stage.model_dump(exclude_none=True).items() if k not in skip)
+    return " ".join(
+        f"{k}={v}" for k, v in stage.model_dump(exclude_none=True).items() if k not in skip
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -69,8 +84,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         s = arch.stem
         keys = f"kernel={s.kernel} act={s.act}" + (" pool=max" if s.pool else "")
         size = arch.stem_size()
-        table.add_row("stem", "conv", "1", str(s.stride), str(arch.in_channels), str(s.out), keys,
-                      f"{s.out}x{size}x{size}")
+        table.add_row(
+            "stem",
+            "conv",
+            "1",
+            str(s.stride),
+            str(arch.in_channels),
+            str(s.out),
+            keys,
+            f"{s.out}x{size}x{size}",
+        )
     last: dict[int, Any] = {}
     first_in: dict[int, int] = {}
     for plan in arch.blocks():
@@ -80,21 +103,36 @@ def cmd_show(args: argparse.Namespace) -> int:
         plan = last[i]
         size = plan.size_out // 2 if stage.pool == "max" else plan.size_out
         table.add_row(
-            str(i), stage.block, str(stage.repeat), str(stage.stride), str(first_in[i]),
-            str(stage.out), _stage_keys(stage), f"{stage.out}x{size}x{size}",
+            str(i),
+            stage.block,
+            str(stage.repeat),
+            str(stage.stride),
+            str(first_in[i]),
+            str(stage.out),
+            _stage_keys(stage),
+            f"{stage.out}x{size}x{size}",
         )
     head = arch.head.model_dump(exclude_none=True)
-    table.add_row("head", head.pop("type"), "", "", str(arch.final_features()[0]),
-                  str(arch.num_classes), " ".join(f"{k}={v}" for k, v in head.items()),
-                  str(arch.num_classes))
+    table.add_row(
+        "head",
+        head.pop("type"),
+        "",
+        "",
+        str(arch.final_features()[0]),
+        str(arch.num_classes),
+        " ".join(f"{k}={v}" for k, v in head.items()),
+        str(arch.num_classes),
+    )
     console.print(table)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     arch = load_arch(args.file)
-    console.print(f"[green]valid[/green] {arch.format} document {arch.name!r}: "
-                  f"{sum(s.repeat for s in arch.stages)} blocks in {len(arch.stages)} stages")
+    console.print(
+        f"[green]valid[/green] {arch.format} document {arch.name!r}: "
+        f"{sum(s.repeat for s in arch.stages)} blocks in {len(arch.stages)} stages"
+    )
     return 0
 
 
@@ -108,7 +146,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.check:
         from objectives.fvcore_count import fvcore_counts
 
-        madds, params = fvcore_counts(arch, resolution=args.resolution, num_classes=args.num_classes)
+        madds, params = fvcore_counts(
+            arch, resolution=args.resolution, num_classes=args.num_classes
+        )
         agree = madds == report.madds and params == report.params
         check = {"fvcore_madds": madds, "fvcore_params": params, "agree": agree}
         status = 0 if agree else 1
@@ -123,8 +163,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col in ("stage", "type") else "right")
     for st in report.stages:
         table.add_row(
-            st.name, str(st.blocks), st.type, str(st.cin), str(st.cout),
-            f"{st.size_out}x{st.size_out}", _fmt_m(st.madds), f"{st.params:,}",
+            st.name,
+            str(st.blocks),
+            st.type,
+            str(st.cin),
+            str(st.cout),
+            f"{st.size_out}x{st.size_out}",
+            _fmt_m(st.madds),
+            f"{st.params:,}",
             f"{st.crf_min_fraction:.3f}",
         )
     console.print(table)
@@ -135,8 +181,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
     )
     if check is not None:
         verdict = "[green]agrees[/green]" if check["agree"] else "[red]DISAGREES[/red]"
-        console.print(f"fvcore: {check['fvcore_madds']:,} MAdds, {check['fvcore_params']:,} params "
-                      f"-> {verdict}")
+        console.print(
+            f"fvcore: {check['fvcore_madds']:,} MAdds, {check['fvcore_params']:,} params "
+            f"-> {verdict}"
+        )
     return status
 
 
@@ -149,8 +197,10 @@ def cmd_groups(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"g1": g1, "g2": g2, "cost_per_pixel": cost}))
     else:
-        console.print(f"M={args.M} L={args.L} N={args.N} A={args.area}: g1={g1} g2={g2} "
-                      f"(clcNet Eq. 2 cost {cost:g} MAdds per output pixel; g1*g2={g1 * g2} <= L)")
+        console.print(
+            f"M={args.M} L={args.L} N={args.N} A={args.area}: g1={g1} g2={g2} "
+            f"(clcNet Eq. 2 cost {cost:g} MAdds per output pixel; g1*g2={g1 * g2} <= L)"
+        )
     return 0
 
 
@@ -162,7 +212,9 @@ def _positive(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clnas", description="Architecture search over channel-local CNN blocks")
+    p = argparse.ArgumentParser(
+        prog="clnas", description="Architecture search over channel-local CNN blocks"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     zoo = sub.add_parser("zoo", help="list the published models shipped with clnas")
@@ -182,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--resolution", type=_positive, default=None)
     cost.add_argument("--num-classes", type=_positive, default=None)
     cost.add_argument("--json", action="store_true")
-    cost.add_argument("--check", action="store_true", help="also count with fvcore; fail on any difference")
+    cost.add_argument(
+        "--check", action="store_true", help="also count with fvcore; fail on any difference"
+    )
     cost.set_defaults(func=cmd_cost)
 
     groups = sub.add_parser("groups", help="clcNet cost-minimising (g1, g2) under the FCRF rule")

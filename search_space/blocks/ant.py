@@ -19,13 +19,22 @@ class AntBranch(nn.Module):
     """The residual-free body of an ANTBlock (shared with the e-ANTBlock ensemble)."""
 
     def __init__(
-        self, cin: int, cout: int, *, expand: int, se_ratio: int, groups: int, kernel: int,
+        self,
+        cin: int,
+        cout: int,
+        *,
+        expand: int,
+        se_ratio: int,
+        groups: int,
+        kernel: int,
         stride: int,
     ):
         super().__init__()
         hidden = cin * expand
         self.expand = ConvBNAct(cin, hidden, act="relu6") if expand > 1 else nn.Identity()
-        self.dw = ConvBNAct(hidden, hidden, kernel=kernel, stride=stride, groups=hidden, act="relu6")
+        self.dw = ConvBNAct(
+            hidden, hidden, kernel=kernel, stride=stride, groups=hidden, act="relu6"
+        )
         self.attention = SqueezeExcite(hidden, se_ratio=se_ratio)
         self.project = ConvBNAct(hidden, cout, groups=groups, act="none")
 
@@ -37,8 +46,13 @@ class AntBlock(nn.Module):
     def __init__(self, spec: AntStage, *, cin: int, cout: int, stride: int, first: bool):
         super().__init__()
         self.body = AntBranch(
-            cin, cout, expand=spec.expand, se_ratio=spec.se_ratio, groups=spec.groups,
-            kernel=spec.kernel, stride=stride,
+            cin,
+            cout,
+            expand=spec.expand,
+            se_ratio=spec.se_ratio,
+            groups=spec.groups,
+            kernel=spec.kernel,
+            stride=stride,
         )
         self.residual = stride == 1 and cin == cout
 

@@ -19,7 +19,13 @@ class IGC(nn.Module):
     """Interlaced grouped convolution: grouped kxk conv, then `out[k*g1 + i] = in[i*(L/g1) + k]`."""
 
     def __init__(
-        self, cin: int, cout: int, *, groups: int, kernel: int = 3, stride: int = 1,
+        self,
+        cin: int,
+        cout: int,
+        *,
+        groups: int,
+        kernel: int = 3,
+        stride: int = 1,
         interlace: bool = True,
     ):
         super().__init__()

@@ -19,8 +19,13 @@ class EAntBlock(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(
             AntBranch(
-                cin, cout, expand=spec.expand, se_ratio=spec.se_ratio, groups=g,
-                kernel=spec.kernel, stride=stride,
+                cin,
+                cout,
+                expand=spec.expand,
+                se_ratio=spec.se_ratio,
+                groups=g,
+                kernel=spec.kernel,
+                stride=stride,
             )
             for g in spec.groups
         )

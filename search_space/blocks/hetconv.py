@@ -33,7 +33,14 @@ class HetConv2d(nn.Module):
     gather: torch.Tensor
 
     def __init__(
-        self, cin: int, cout: int, *, part: int, kernel: int = 3, stride: int = 1, bias: bool = False
+        self,
+        cin: int,
+        cout: int,
+        *,
+        part: int,
+        kernel: int = 3,
+        stride: int = 1,
+        bias: bool = False,
     ):
         super().__init__()
         if cin % part or cout % part:

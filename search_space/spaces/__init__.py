@@ -16,14 +16,18 @@ _BUILTIN = resources.files(__package__) / "builtin"
 
 
 def space_names() -> list[str]:
-    return sorted(f.name.removesuffix(".json") for f in _BUILTIN.iterdir() if f.name.endswith(".json"))
+    return sorted(
+        f.name.removesuffix(".json") for f in _BUILTIN.iterdir() if f.name.endswith(".json")
+    )
 
 
 @cache
 def _builtin(name: str) -> Space:
     path = _BUILTIN / f"{name}.json"
     if not path.is_file():
-        raise ArchError.at(("space",), f"unknown built-in space {name!r}; built-in: {space_names()}")
+        raise ArchError.at(
+            ("space",), f"unknown built-in space {name!r}; built-in: {space_names()}"
+        )
     return parse_space(json.loads(path.read_text()))
 
 

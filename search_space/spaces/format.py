@@ -6,7 +6,7 @@ strictly, like an arch, and errors name the path (`stages[2].blocks[1]: unknown 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,9 +20,9 @@ PosInt = Annotated[int, Field(ge=1)]
 OddKernel = Annotated[int, Field(ge=1, le=11, multiple_of=1)]
 
 
-def Choices(item: Any) -> Any:  # noqa: N802 (a type factory, used like a type)
-    """A non-empty list of distinct choices."""
-    return Annotated[list[item], Field(min_length=1, max_length=64)]
+T = TypeVar("T")
+# A non-empty list of choices (distinctness is checked by `_Strict`).
+Choices = Annotated[list[T], Field(min_length=1, max_length=64)]
 
 
 class _Strict(BaseModel):
@@ -50,44 +50,52 @@ class IntRange(_Strict):
 
 
 class StemSpace(_Strict):
-    out: Choices(PosInt)
-    kernel: Choices(OddKernel) = [3]
-    stride: Choices(Literal[1, 2]) = [2]
+    out: Choices[PosInt]
+    kernel: Choices[OddKernel] = [3]
+    stride: Choices[Literal[1, 2]] = [2]
     act: Literal["relu", "relu6"] = "relu"
     pool: Literal["max"] | None = None
 
 
 class StageSpace(_Strict):
-    out: Choices(PosInt)
-    stride: Choices(Literal[1, 2]) = [1]
+    out: Choices[PosInt]
+    stride: Choices[Literal[1, 2]] = [1]
     repeat: IntRange = IntRange(low=1, high=1)
-    blocks: Choices(str)
+    blocks: Choices[str]
     pool: Literal["max"] | None = None
 
 
 class BlockDims(_Strict):
     """Choices per block type; keys not used by a type are rejected when that type is declared."""
 
-    kernel: Choices(OddKernel) = [3]
-    bias: Choices(bool) = [False]
-    part: Choices(PosInt | Literal["in"]) | None = None  # hetconv P
-    expand: Choices(PosInt) | None = None  # mbconv, ant, eant
-    g1: Choices(PosInt) | None = None  # clc, as a group count ...
-    crf: Choices(PosInt) | None = None  # ... or as the IGC CRF size M/g1
-    g2: Choices(PosInt) | None = None
-    interlace: Choices(bool) = [True]
-    se_ratio: Choices(PosInt) | None = None  # ant, eant
-    groups: Choices(PosInt) | None = None  # ant, eant members, gm, gcwm, shuffle
-    width: Choices(Annotated[int, Field(ge=1, le=8)]) | None = None  # eant ensemble width K
-    cw_kernel: Choices(PosInt) | None = None  # gcwm, dwscw (dc)
+    kernel: Choices[OddKernel] = [3]
+    bias: Choices[bool] = [False]
+    part: Choices[PosInt | Literal["in"]] | None = None  # hetconv P
+    expand: Choices[PosInt] | None = None  # mbconv, ant, eant
+    g1: Choices[PosInt] | None = None  # clc, as a group count ...
+    crf: Choices[PosInt] | None = None  # ... or as the IGC CRF size M/g1
+    g2: Choices[PosInt] | None = None
+    interlace: Choices[bool] = [True]
+    se_ratio: Choices[PosInt] | None = None  # ant, eant
+    groups: Choices[PosInt] | None = None  # ant, eant members, gm, gcwm, shuffle
+    width: Choices[Annotated[int, Field(ge=1, le=8)]] | None = None  # eant ensemble width K
+    cw_kernel: Choices[PosInt] | None = None  # gcwm, dwscw (dc)
 
 
 # keys each block type needs (beyond kernel) and may use
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    "conv": (), "hetconv": ("part",), "dws": (), "mbconv": ("expand",), "clc": ("g2",),
-    "ant": ("expand", "se_ratio", "groups"), "eant": ("expand", "se_ratio", "groups", "width"),
-    "gm": ("groups",), "gcwm": ("groups", "cw_kernel"), "dwscw": ("cw_kernel",),
-    "shuffle": ("groups",), "effnet": (),
+    "conv": (),
+    "hetconv": ("part",),
+    "dws": (),
+    "mbconv": ("expand",),
+    "clc": ("g2",),
+    "ant": ("expand", "se_ratio", "groups"),
+    "eant": ("expand", "se_ratio", "groups", "width"),
+    "gm": ("groups",),
+    "gcwm": ("groups", "cw_kernel"),
+    "dwscw": ("cw_kernel",),
+    "shuffle": ("groups",),
+    "effnet": (),
 }
 _ALLOWED: dict[str, set[str]] = {
     t: {"kernel", *req} | ({"bias"} if t in ("conv", "hetconv") else set())
@@ -98,9 +106,9 @@ _ALLOWED["shuffle"] -= {"kernel"}
 
 
 class HeadSpace(_Strict):
-    type: Choices(Literal["fc", "conv_classifier"]) = ["fc"]
-    conv_out: Choices(PosInt | None) = [None]
-    dropout: Choices(Annotated[float, Field(ge=0.0, lt=1.0)]) = [0.0]
+    type: Choices[Literal["fc", "conv_classifier"]] = ["fc"]
+    conv_out: Choices[PosInt | None] = [None]
+    dropout: Choices[Annotated[float, Field(ge=0.0, lt=1.0)]] = [0.0]
 
 
 class Space(_Strict):
@@ -126,19 +134,26 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
         for bi, b in enumerate(stage.blocks):
             if b not in BLOCK_TYPES:
                 problems.append(
-                    (f"stages[{si}].blocks[{bi}]", f"unknown block type {b!r}; expected one of {BLOCK_TYPES}")
+                    (
+                        f"stages[{si}].blocks[{bi}]",
+                        f"unknown block type {b!r}; expected one of {BLOCK_TYPES}",
+                    )
                 )
     if problems:
         return problems
     used = {b for stage in space.stages for b in stage.blocks}
     for name in space.blocks:
         if name not in BLOCK_TYPES:
-            problems.append((f"blocks.{name}", f"unknown block type; expected one of {BLOCK_TYPES}"))
+            problems.append(
+                (f"blocks.{name}", f"unknown block type; expected one of {BLOCK_TYPES}")
+            )
     for name in sorted(used):
         dims = space.blocks.get(name, BlockDims())
         set_keys = {
-            k for k, f in BlockDims.model_fields.items()
-            if k in dims.model_fields_set and getattr(dims, k) != f.get_default(call_default_factory=True)
+            k
+            for k, f in BlockDims.model_fields.items()
+            if k in dims.model_fields_set
+            and getattr(dims, k) != f.get_default(call_default_factory=True)
         }
         for key in _REQUIRED[name]:
             if getattr(dims, key) is None:
@@ -146,7 +161,9 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
         for key in sorted(set_keys - _ALLOWED[name]):
             problems.append((f"blocks.{name}.{key}", f"not a dimension of block type {name!r}"))
         if name == "clc" and (dims.g1 is None) == (dims.crf is None):
-            problems.append(("blocks.clc", "give exactly one of g1 (group counts) or crf (CRF sizes)"))
+            problems.append(
+                ("blocks.clc", "give exactly one of g1 (group counts) or crf (CRF sizes)")
+            )
         for i, k in enumerate(dims.kernel):
             if k % 2 == 0:
                 problems.append((f"blocks.{name}.kernel[{i}]", f"kernel must be odd, got {k}"))

@@ -47,8 +47,11 @@ Stage = tuple[int, dict[str, Any]]
 
 
 def _conv(r: random.Random) -> Stage:
-    return r.randint(1, 32), {"out": r.randint(1, 32), "kernel": r.choice([1, 3, 5]),
-                              "bias": r.random() < 0.5}
+    return r.randint(1, 32), {
+        "out": r.randint(1, 32),
+        "kernel": r.choice([1, 3, 5]),
+        "bias": r.random() < 0.5,
+    }
 
 
 def _hetconv(r: random.Random) -> Stage:
@@ -77,8 +80,13 @@ def _clc(r: random.Random) -> Stage:
     g1 = r.choice([1, 2, 3, 4, 8, 16])
     cin, mid = g1 * r.randint(1, 32 // g1), g1 * r.randint(1, 32 // g1)
     g2 = r.choice(_divisors(mid))
-    stage = {"out": g2 * r.randint(1, 32 // g2), "g1": g1, "g2": g2,
-             "interlace": r.random() < 0.7, "kernel": r.choice([1, 3])}
+    stage = {
+        "out": g2 * r.randint(1, 32 // g2),
+        "g1": g1,
+        "g2": g2,
+        "interlace": r.random() < 0.7,
+        "kernel": r.choice([1, 3]),
+    }
     if mid != cin or r.random() < 0.5:
         stage["mid"] = mid
     return cin, stage
@@ -87,8 +95,12 @@ def _clc(r: random.Random) -> Stage:
 def _ant_like(r: random.Random) -> tuple[int, int, int, dict[str, Any]]:
     cin, expand = r.randint(1, 12), r.choice([1, 2, 3, 4])
     cout = _maybe_same(r, cin)
-    return cin, cout, expand * cin, {"out": cout, "expand": expand,
-                                     "se_ratio": r.choice([1, 2, 4, 8, 16])}
+    return (
+        cin,
+        cout,
+        expand * cin,
+        {"out": cout, "expand": expand, "se_ratio": r.choice([1, 2, 4, 8, 16])},
+    )
 
 
 def _ant(r: random.Random) -> Stage:
@@ -140,9 +152,18 @@ def _effnet(r: random.Random) -> Stage:
 
 
 GENERATORS: dict[str, Callable[[random.Random], Stage]] = {
-    "conv": _conv, "hetconv": _hetconv, "dws": _dws, "mbconv": _mbconv, "clc": _clc,
-    "ant": _ant, "eant": _eant, "gm": _gm, "gcwm": _gcwm, "dwscw": _dwscw,
-    "shuffle": _shuffle, "effnet": _effnet,
+    "conv": _conv,
+    "hetconv": _hetconv,
+    "dws": _dws,
+    "mbconv": _mbconv,
+    "clc": _clc,
+    "ant": _ant,
+    "eant": _eant,
+    "gm": _gm,
+    "gcwm": _gcwm,
+    "dwscw": _dwscw,
+    "shuffle": _shuffle,
+    "effnet": _effnet,
 }
 
 
@@ -153,8 +174,14 @@ def random_plans(block: str, n: int = CASES_PER_TYPE) -> list[BlockPlan]:
     while len(plans) < n:
         cin, stage = GENERATORS[block](r)
         stage = {"block": block, "stride": r.choice([1, 2]), "repeat": r.choice([1, 2]), **stage}
-        doc = {"format": "clnas.arch/1", "num_classes": 2, "resolution": 8, "in_channels": cin,
-               "stages": [stage], "head": {"type": "fc"}}
+        doc = {
+            "format": "clnas.arch/1",
+            "num_classes": 2,
+            "resolution": 8,
+            "in_channels": cin,
+            "stages": [stage],
+            "head": {"type": "fc"},
+        }
         try:
             plans.append(r.choice(list(parse_arch(doc).blocks())))
         except ArchError:
@@ -339,12 +366,39 @@ def test_shuffle_unit_rule() -> None:
 
 def _clcnet(interlace: bool) -> list[tuple[BlockPlan, np.ndarray]]:
     """clcNet-A from SPEC §1.2: every block `g2 = 2`, `g1 = M/2`, so `g1*g2 = M = L`."""
-    layout = [(64, 1, 1, 16), (128, 2, 1, 32), (128, 1, 1, 64), (256, 2, 1, 64), (256, 1, 1, 128),
-              (512, 2, 1, 128), (512, 1, 5, 256), (1024, 2, 1, 256), (1024, 1, 2, 512)]
-    stages = [{"block": "clc", "out": out, "stride": s, "repeat": n, "g1": g1, "g2": 2,
-               "interlace": interlace} for out, s, n, g1 in layout]
-    arch = parse_arch({"format": "clnas.arch/1", "num_classes": 1000, "resolution": 224,
-                       "stem": {"out": 32}, "stages": stages, "head": {"type": "fc"}})
+    layout = [
+        (64, 1, 1, 16),
+        (128, 2, 1, 32),
+        (128, 1, 1, 64),
+        (256, 2, 1, 64),
+        (256, 1, 1, 128),
+        (512, 2, 1, 128),
+        (512, 1, 5, 256),
+        (1024, 2, 1, 256),
+        (1024, 1, 2, 512),
+    ]
+    stages = [
+        {
+            "block": "clc",
+            "out": out,
+            "stride": s,
+            "repeat": n,
+            "g1": g1,
+            "g2": 2,
+            "interlace": interlace,
+        }
+        for out, s, n, g1 in layout
+    ]
+    arch = parse_arch(
+        {
+            "format": "clnas.arch/1",
+            "num_classes": 1000,
+            "resolution": 224,
+            "stem": {"out": 32},
+            "stages": stages,
+            "head": {"type": "fc"},
+        }
+    )
     return arch_cdg(arch)
 
 

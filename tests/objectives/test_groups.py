@@ -25,8 +25,12 @@ def test_minimiser_is_the_brute_force_minimum_under_fcrf() -> None:
     for M, L, N in [(24, 48, 96), (96, 96, 160), (60, 60, 120), (7, 7, 7)]:
         g1, g2 = min_cost_groups(M, L, N)
         assert g1 * g2 <= L and M % g1 == 0 and L % g1 == 0 and L % g2 == 0 and N % g2 == 0
-        best = min(clc_cost(a, b, M=M, L=L, N=N) for a in range(1, M + 1) for b in range(1, N + 1)
-                   if M % a == 0 and L % a == 0 and L % b == 0 and N % b == 0 and a * b <= L)
+        best = min(
+            clc_cost(a, b, M=M, L=L, N=N)
+            for a in range(1, M + 1)
+            for b in range(1, N + 1)
+            if M % a == 0 and L % a == 0 and L % b == 0 and N % b == 0 and a * b <= L
+        )
         assert clc_cost(g1, g2, M=M, L=L, N=N) == best
 
 

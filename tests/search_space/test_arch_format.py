@@ -119,8 +119,11 @@ MALFORMED: list[tuple[str, dict[tuple[Any, ...], Any], str]] = [
     ("unknown-stage-key", {(S, 3, "groups"): 2}, "stages[3].groups"),
     ("key-of-another-block", {(S, 0, "part"): 2}, "stages[0].part"),
     ("unknown-head-key", {("head", "classes"): 10}, "head.classes"),
-    ("fc-key-on-conv-classifier", {("head",): {"type": "conv_classifier", "dropout": 0.1}},
-     "head.dropout"),
+    (
+        "fc-key-on-conv-classifier",
+        {("head",): {"type": "conv_classifier", "dropout": 0.1}},
+        "head.dropout",
+    ),
     # missing required keys
     ("missing-format", {("format",): DROP}, "format"),
     ("missing-num-classes", {("num_classes",): DROP}, "num_classes"),
@@ -174,13 +177,21 @@ MALFORMED: list[tuple[str, dict[tuple[Any, ...], Any], str]] = [
     ("dwscw-non-dividing-widths", {(S, 9, "out"): 144}, "stages[9].out"),
     ("effnet-one-channel", {(S, 11, "out"): 1}, "stages[11].out"),
     # shapes
-    ("conv-classifier-too-few-channels",
-     {("num_classes",): 1000, ("head",): {"type": "conv_classifier"}}, "head.type"),
-    ("map-shrinks-to-nothing",
-     {("resolution",): 8, ("stem", "stride"): 2, (S, 2, "pool"): "max", (S, 4, "pool"): "max"},
-     "stages[4].pool"),
-    ("effnet-strides-1x1-map",
-     {("resolution",): 8, ("stem", "stride"): 2, (S, 11, "stride"): 2}, "stages[11].stride"),
+    (
+        "conv-classifier-too-few-channels",
+        {("num_classes",): 1000, ("head",): {"type": "conv_classifier"}},
+        "head.type",
+    ),
+    (
+        "map-shrinks-to-nothing",
+        {("resolution",): 8, ("stem", "stride"): 2, (S, 2, "pool"): "max", (S, 4, "pool"): "max"},
+        "stages[4].pool",
+    ),
+    (
+        "effnet-strides-1x1-map",
+        {("resolution",): 8, ("stem", "stride"): 2, (S, 11, "stride"): 2},
+        "stages[11].stride",
+    ),
     # not a document at all
     ("list-document", {(): [every_block_doc()]}, "<root>"),
     ("string-document", {(): "clnas.arch/1"}, "<root>"),
@@ -232,13 +243,15 @@ def test_non_fcrf_design_is_a_valid_document():
 
 
 def test_defaults_are_filled():
-    arch = parse_arch({
-        "format": FORMAT,
-        "num_classes": 10,
-        "resolution": 32,
-        "stages": [{"block": "clc", "out": 8, "g1": 3, "g2": 1}],
-        "head": {"type": "fc"},
-    })
+    arch = parse_arch(
+        {
+            "format": FORMAT,
+            "num_classes": 10,
+            "resolution": 32,
+            "stages": [{"block": "clc", "out": 8, "g1": 3, "g2": 1}],
+            "head": {"type": "fc"},
+        }
+    )
     assert arch.to_dict() == {
         "format": FORMAT,
         "name": "custom",
@@ -246,8 +259,16 @@ def test_defaults_are_filled():
         "resolution": 32,
         "in_channels": 3,
         "stages": [
-            {"block": "clc", "out": 8, "stride": 1, "repeat": 1, "g1": 3, "g2": 1, "kernel": 3,
-             "interlace": True},
+            {
+                "block": "clc",
+                "out": 8,
+                "stride": 1,
+                "repeat": 1,
+                "g1": 3,
+                "g2": 1,
+                "kernel": 3,
+                "interlace": True,
+            },
         ],
         "head": {"type": "fc", "act": "relu6", "hidden": [], "dropout": 0.0},
     }

@@ -310,7 +310,9 @@ def test_dwscw_channel_wise_widening_and_narrowing(cin, cout, dc):
 def test_conv_classifier_equals_sliding_channel_window(channels, classes, size):
     """`logit[c] = sum_{t,h,w} W[t,h,w] * x[c + t, h, w]`, `t < M - n + 1` (SPEC §1.4)."""
     head = ConvClassifier(
-        ConvClassifierHead(type="conv_classifier"), channels=channels, size=size,
+        ConvClassifierHead(type="conv_classifier"),
+        channels=channels,
+        size=size,
         num_classes=classes,
     ).to(DT)
     window = channels - classes + 1

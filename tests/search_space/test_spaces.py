@@ -67,14 +67,23 @@ def test_sampling_over_an_optuna_trial_is_reproducible() -> None:
         ({"stages": [{"out": [32], "blocks": ["nope"]}]}, "stages[0].blocks[0]"),
         ({"stages": [{"out": [], "blocks": ["dws"]}]}, "stages[0].out"),
         ({"stages": [{"out": [32, 32], "blocks": ["dws"]}]}, "stages[0]"),
-        ({"stages": [{"out": [32], "blocks": ["clc"]}], "blocks": {"clc": {"g2": [2]}}}, "blocks.clc"),
+        (
+            {"stages": [{"out": [32], "blocks": ["clc"]}], "blocks": {"clc": {"g2": [2]}}},
+            "blocks.clc",
+        ),
         ({"stages": [{"out": [32], "blocks": ["ant"]}], "blocks": {}}, "blocks.ant.expand"),
-        ({"stages": [{"out": [32], "blocks": ["dws"]}], "blocks": {"dws": {"part": [2]}}},
-         "blocks.dws.part"),
-        ({"stages": [{"out": [32], "blocks": ["dws"]}], "blocks": {"dws": {"kernel": [4]}}},
-         "blocks.dws.kernel[0]"),
-        ({"stages": [{"out": [32], "blocks": ["dws"], "repeat": {"low": 3, "high": 1}}]},
-         "stages[0].repeat"),
+        (
+            {"stages": [{"out": [32], "blocks": ["dws"]}], "blocks": {"dws": {"part": [2]}}},
+            "blocks.dws.part",
+        ),
+        (
+            {"stages": [{"out": [32], "blocks": ["dws"]}], "blocks": {"dws": {"kernel": [4]}}},
+            "blocks.dws.kernel[0]",
+        ),
+        (
+            {"stages": [{"out": [32], "blocks": ["dws"], "repeat": {"low": 3, "high": 1}}]},
+            "stages[0].repeat",
+        ),
         ({"unknown": 1}, "unknown"),
     ],
 )
