@@ -49,7 +49,12 @@ class Budget(BaseModel):
         """Judge a cost report (`objectives.cost_report`): FCRF and CRF limits apply to the
         blocks (rows with a stage), not to the stem or the head (SPEC §2)."""
         blocks = [b for b in report.blocks if b.stage is not None]
-        crf_min = min((b.crf_min_fraction for b in blocks), default=1.0)
+        needs_crf = self.require_fcrf or self.min_crf_fraction is not None
+        if needs_crf and report.fcrf is None:
+            raise ValueError(
+                "this budget constrains the CRF: cost the arch with cost_report(crf=True)"
+            )
+        crf_min = min((b.crf_min_fraction for b in blocks if needs_crf), default=1.0)
         values: list[float] = []
         violations: list[Violation] = []
 

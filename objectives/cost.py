@@ -303,8 +303,8 @@ class BlockCost:
     madds: int
     params: int
     conv_bias_adds: int
-    crf_min_fraction: float
-    crf_mean_fraction: float
+    crf_min_fraction: float | None  # None when the report was made with `crf=False`
+    crf_mean_fraction: float | None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -324,7 +324,7 @@ class StageCost:
     size_out: int  # after the stage's max pool, if any
     madds: int
     params: int
-    crf_min_fraction: float
+    crf_min_fraction: float | None
 
     @property
     def name(self) -> str:
@@ -344,7 +344,7 @@ class CostReport:
     madds: int
     params: int
     conv_bias_adds: int
-    fcrf: bool  # every block (stage row) has a full channel receptive field
+    fcrf: bool | None  # every block (stage row) has a full CRF; None when made with crf=False
     blocks: list[BlockCost]
     stages: list[StageCost]
 
@@ -434,7 +434,7 @@ def _cached_block_cost(signature: Any, size_in: int) -> Cost:
     return block_cost(signature.plan)
 
 
-def _block_row(p: BlockPlan) -> BlockCost:
+def _block_row(p: BlockPlan, crf: bool) -> BlockCost:
     # Blocks repeat across the candidates of a search: cost and CRF are cached on the block's
     # structure (+ input size for the cost).
     sig = block_signature(p)
@@ -442,7 +442,7 @@ def _block_row(p: BlockPlan) -> BlockCost:
         f"stages[{p.stage}].{p.index}",
         p.block,
         _cached_block_cost(sig, p.size_in),
-        signature_crf(sig),
+        signature_crf(sig) if crf else (None, None),
         stage=p.stage,
         index=p.index,
         cin=p.cin,
@@ -464,8 +464,13 @@ def _stage_total(last: BlockPlan, rows: list[BlockCost]) -> StageCost:
         last.size_out // 2 if spec.pool == "max" else last.size_out,
         sum(r.madds for r in rows),
         sum(r.params for r in rows),
-        min(r.crf_min_fraction for r in rows),
+        _min_crf(rows),
     )
+
+
+def _min_crf(rows: list[BlockCost]) -> float | None:
+    values = [r.crf_min_fraction for r in rows if r.crf_min_fraction is not None]
+    return min(values) if values else None
 
 
 def _head_row(a: Arch) -> BlockCost:
@@ -495,15 +500,20 @@ def cost_report(
     arch: Arch | dict[str, Any] | str | Path,
     resolution: int | None = None,
     num_classes: int | None = None,
+    *,
+    crf: bool = True,
 ) -> CostReport:
     """MAdds, params and channel receptive fields of `arch` (an `Arch` or anything
-    `search_space.load_arch` accepts), optionally at another resolution or class count."""
+    `search_space.load_arch` accepts), optionally at another resolution or class count.
+
+    `crf=False` skips the channel-dependency analysis (CRF fields and `fcrf` are None): the
+    counts alone, for budgets that do not constrain the CRF."""
     a = resolve_arch(arch, resolution, num_classes)
     stem = _stem_row(a)
     rows = [stem] if stem is not None else []
     stages: list[StageCost] = []
     for plan in a.blocks():
-        rows.append(_block_row(plan))
+        rows.append(_block_row(plan, crf))
         if plan.index == plan.spec.repeat - 1:
             stages.append(_stage_total(plan, rows[-plan.spec.repeat :]))
     rows.append(_head_row(a))
@@ -514,7 +524,7 @@ def cost_report(
         madds=sum(r.madds for r in rows),
         params=sum(r.params for r in rows),
         conv_bias_adds=sum(r.conv_bias_adds for r in rows),
-        fcrf=all(r.crf_min_fraction == 1.0 for r in rows if r.stage is not None),
+        fcrf=all(r.crf_min_fraction == 1.0 for r in rows if r.stage is not None) if crf else None,
         blocks=rows,
         stages=stages,
     )

@@ -171,7 +171,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
             f"{st.size_out}x{st.size_out}",
             _fmt_m(st.madds),
             f"{st.params:,}",
-            f"{st.crf_min_fraction:.3f}",
+            "-" if st.crf_min_fraction is None else f"{st.crf_min_fraction:.3f}",
         )
     console.print(table)
     console.print(

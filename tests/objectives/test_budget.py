@@ -85,3 +85,13 @@ def test_impossible_budgets_are_rejected_with_the_field(kwargs: dict, field: str
 def test_contradictory_budget_has_a_clear_message() -> None:
     with pytest.raises(pydantic.ValidationError, match="require_fcrf already demands"):
         Budget(require_fcrf=True, min_crf_fraction=0.5)
+
+
+def test_counts_only_report_and_crf_budgets() -> None:
+    full, counts = cost_report(ARCH), cost_report(ARCH, crf=False)
+    assert (counts.madds, counts.params) == (full.madds, full.params)
+    blocks = [b for b in counts.blocks if b.stage is not None]
+    assert counts.fcrf is None and all(b.crf_min_fraction is None for b in blocks)
+    assert Budget(max_madds=full.madds).check(counts).feasible
+    with pytest.raises(ValueError, match="crf=True"):
+        Budget(require_fcrf=True).check(counts)
