@@ -382,7 +382,7 @@ def _row(
     name: str,
     block_type: str,
     cost: Cost,
-    crf: tuple[float, float],
+    crf: tuple[float, float] | tuple[None, None],
     *,
     stage: int | None = None,
     index: int | None = None,
