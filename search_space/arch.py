@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from search_space.errors import ArchError, format_path
 
 FORMAT = "clnas.arch/1"
+M = TypeVar("M", bound=BaseModel)
 
 PosInt = Annotated[int, Field(ge=1)]
 Kernel = Annotated[int, Field(ge=1, le=11)]
@@ -308,14 +309,20 @@ def _message(err: Any) -> str:
     return f"{err['msg']} (got {err.get('input')!r})"
 
 
-def parse_arch(data: Any) -> Arch:
-    """Validate a plain document (dict) into an `Arch`; raise `ArchError` naming every bad path."""
+def validate_document(model: type[M], data: Any, what: str) -> M:
+    """`model.model_validate(data)`, with pydantic's errors turned into one `ArchError` whose
+    paths read `stages[3].g1` (shared by the arch, space and study formats)."""
     if not isinstance(data, dict):
-        raise ArchError.at((), f"an arch document must be a mapping, got {type(data).__name__}")
+        raise ArchError.at((), f"{what} document must be a mapping, got {type(data).__name__}")
     try:
-        arch = Arch.model_validate(data)
+        return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ArchError((format_path(_error_loc(e)), _message(e)) for e in exc.errors()) from None
+
+
+def parse_arch(data: Any) -> Arch:
+    """Validate a plain document (dict) into an `Arch`; raise `ArchError` naming every bad path."""
+    arch = validate_document(Arch, data, "an arch")
     problems = list(_structural_problems(arch))
     if problems:
         raise ArchError(problems)

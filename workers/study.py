@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from objectives.budget import Budget
-from search_space.arch import _clean_loc, _message, load_document
-from search_space.errors import ArchError, format_path
+from search_space.arch import load_document, validate_document
+from search_space.errors import ArchError
 from search_space.spaces import Space, load_space, space_names
 from search_space.zoo import zoo_names
 from workers.proxy import ProxyRecipe
@@ -77,14 +76,7 @@ class StudySpec(_Strict):
 
 def parse_study(data: Any) -> StudySpec:
     """Validate a study document; `ArchError` names every offending path (`search.n_trials`)."""
-    if not isinstance(data, dict):
-        raise ArchError.at((), f"a study document must be a mapping, got {type(data).__name__}")
-    try:
-        spec = StudySpec.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise ArchError(
-            (format_path(_clean_loc(tuple(e["loc"]))), _message(e)) for e in exc.errors()
-        ) from None
+    spec = validate_document(StudySpec, data, "a study")
     problems: list[tuple[str, str]] = []
     if isinstance(spec.space, str) and spec.space not in space_names():
         problems.append(

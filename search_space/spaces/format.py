@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space.arch import BLOCK_TYPES, _clean_loc, _message
-from search_space.errors import ArchError, format_path
+from search_space.arch import BLOCK_TYPES, validate_document
+from search_space.errors import ArchError
 
 SPACE_FORMAT = "clnas.space/1"
 
@@ -172,14 +171,7 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
 
 def parse_space(data: Any) -> Space:
     """Validate a space document; raise `ArchError` naming every offending path."""
-    if not isinstance(data, dict):
-        raise ArchError.at((), f"a space document must be a mapping, got {type(data).__name__}")
-    try:
-        space = Space.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise ArchError(
-            (format_path(_clean_loc(tuple(e["loc"]))), _message(e)) for e in exc.errors()
-        ) from None
+    space = validate_document(Space, data, "a space")
     problems = _space_problems(space)
     if problems:
         raise ArchError(problems)
