@@ -1,4 +1,4 @@
-"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`."""
+"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`."""
 
 from __future__ import annotations
 
@@ -246,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("--area", type=_positive, default=9, help="k*k of the IGC kernel [9]")
     groups.add_argument("--json", action="store_true")
     groups.set_defaults(func=cmd_groups)
+
+    from service import search_cmd
+
+    search_cmd.add_parser(sub)
     return p
 
 
@@ -257,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArchError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -87,13 +87,46 @@ def parse_study(data: Any) -> StudySpec:
             spec.load_space()
         except ArchError as exc:
             problems += [(f"space.{p}" if p != "<root>" else "space", m) for p, m in exc.problems]
-    zoo = set(zoo_names())
-    for i, name in enumerate(spec.baselines):
-        if name not in zoo:
-            problems.append((f"baselines[{i}]", f"unknown zoo model {name!r}"))
+    problems += _baseline_problems(spec)
     if problems:
         raise ArchError(problems)
     return spec
+
+
+DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "synthetic": 100}
+
+
+def _baseline_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """Baselines are zoo models for the study's dataset (32x32, its class count) that fit the
+    budget: reference points trained with the same recipe."""
+    from objectives import cost_report
+    from search_space import load_arch
+
+    problems: list[tuple[str, str]] = []
+    zoo = zoo_names()
+    classes = DATASET_CLASSES[spec.dataset]
+    fitting = []
+    for name in zoo:
+        a = load_arch(name)
+        if a.resolution == 32 and a.num_classes == classes:
+            fitting.append(name)
+    if len(set(spec.baselines)) != len(spec.baselines):
+        problems.append(("baselines", f"duplicates in {spec.baselines}"))
+    for i, name in enumerate(spec.baselines):
+        where = f"baselines[{i}]"
+        if name not in zoo:
+            problems.append((where, f"unknown zoo model {name!r}; for {spec.dataset}: {fitting}"))
+            continue
+        if name not in fitting:
+            a = load_arch(name)
+            problems.append((where, f"{name} is a {a.resolution}px {a.num_classes}-class model; "
+                                    f"baselines for {spec.dataset} must be one of {fitting}"))
+            continue
+        verdict = spec.budget.check(cost_report(load_arch(name)))
+        if not verdict.feasible:
+            reasons = "; ".join(verdict.reasons)
+            problems.append((where, f"{name} does not fit the budget: {reasons}"))
+    return problems
 
 
 def load_study(path: str | Path) -> StudySpec:

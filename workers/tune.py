@@ -1,52 +1,120 @@
 """Run a study: Optuna samples (define-by-run, constraints from the analytic budget check), Ray
 Tune schedules proxy training, Optuna's RDB storage keeps every trial (issue 4).
 
-A rejected candidate (over budget, not FCRF) is never trained: its trainable reports accuracy 0
-with its real costs at once, and its constraint values (`trial.set_constraint`) make it
-infeasible, so samplers learn the feasible region and `study.best_trials` (the Pareto front)
-never contains it. Re-running an interrupted study resumes it: completed trials are kept,
-trials left RUNNING by the killed run are marked FAIL, and only the remainder is sampled.
+- A rejected candidate (over budget, not FCRF) never reaches Ray: the searcher tells Optuna at
+  once (accuracy 0, its real costs, its reasons as a user attribute) and samples again. Its
+  constraint values (`trial.set_constraint`) make it infeasible, so NSGA-II / TPE learn the
+  feasible region and `study.best_trials` (the Pareto front) never contains it.
+- A trial the scheduler stops early (ASHA / MOASHA) is stored PRUNED with its curve: its
+  partial accuracy is not comparable with fully trained ones, so it is not on the front.
+- `search.n_trials` counts every sampled candidate, rejected ones included.
+- Baselines (zoo models) are trained with the same recipe into the study `{name}.baselines`.
+- Resume: the RDB storage is written as each trial ends, so it is the source of truth. Re-running
+  an interrupted study marks the trials the killed run left RUNNING as FAIL and samples only
+  the remainder; completed trials are never re-run or duplicated. (`Tuner.restore` is not used:
+  Tune checkpoints its experiment state periodically, so after a kill -9 it can re-run trials
+  that Optuna already holds as complete.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 import ray
+from optuna.trial import FrozenTrial, TrialState
 from ray import tune
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from objectives import cost_report
-from search_space import load_arch
-from search_space.sampling import sample_arch
+from objectives import CostReport, cost_report
+from objectives.budget import Verdict
+from search_space import Arch, load_arch
+from search_space.sampling import Suggester, sample_arch
+from search_space.spaces import Space
 from workers.schedulers import make_scheduler
 from workers.study import StudySpec
 
 ARCH_ATTR, COST_ATTR, REJECTED_ATTR, CURVE_ATTR = "arch", "cost", "rejected", "curve"
+PRUNED_AT_ATTR, BASELINE_ATTR, SPEC_ATTR = "pruned_at_epoch", "baseline", "spec"
+# Search settings that may change between runs of one study (resources, more trials).
+RESUMABLE_SEARCH_KEYS = {"n_trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
+                         "max_failures"}
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class StudyConflict(ValueError):
+    """The storage already holds a study of this name with a different spec."""
+
+
+def baselines_study_name(name: str) -> str:
+    return f"{name}.baselines"
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     seed = spec.search.seed
     if spec.search.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(
-            seed=seed, population_size=max(4, min(50, spec.search.n_trials // 4))
+            # Small populations select harder: 20-25 for a few hundred trials (measured in
+            # tests/workers/test_sampler_constraints.py), never more than 50.
+            seed=seed, population_size=max(10, min(50, spec.search.n_trials // 20))
         )
     if spec.search.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def absolute_db_url(url: str) -> str:
+    """Make a relative SQLite path absolute: Ray workers run in other working directories."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str(Path(url[len(prefix):]).resolve())
+    return url
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
+    url = absolute_db_url(url)
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        # WAL lets readers (progress, the service) run beside the writing workers; it is a
+        # property of the file, so setting it once here holds for every later connection.
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path, timeout=60) as con:
+            con.execute("PRAGMA journal_mode=WAL")
         kwargs = {"connect_args": {"timeout": 60}}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
-class _DefineByRun:
+@dataclass(frozen=True)
+class Candidate:
+    arch: Arch
+    report: CostReport
+    verdict: Verdict
+
+    @property
+    def cost(self) -> dict[str, Any]:
+        return {"madds": self.report.madds, "params": self.report.params, "fcrf": self.report.fcrf}
+
+
+def evaluate_candidate(spec: StudySpec, space: Space, trial: Suggester, name: str) -> Candidate:
+    """Sample one arch over `trial` (an Optuna trial or any suggester), cost it, judge it."""
+    arch = sample_arch(space, trial, name=name)
+    report = cost_report(arch, crf=True)
+    return Candidate(arch, report, spec.budget.check(report))
+
+
+class DefineByRun:
     """Sample an arch over the Optuna trial, cost it, apply the budget (picklable for Tune)."""
 
     def __init__(self, spec: StudySpec):
@@ -55,77 +123,303 @@ class _DefineByRun:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         spec = self.spec
-        arch = sample_arch(self.space, trial, name=f"{spec.name}-t{trial.number}")
-        report = cost_report(arch, crf=True)
-        verdict = spec.budget.check(report)
-        for name, value in zip(spec.budget.constraint_names, verdict.constraints, strict=True):
+        c = evaluate_candidate(spec, self.space, trial, f"{spec.name}-t{trial.number}")
+        for name, value in zip(spec.budget.constraint_names, c.verdict.constraints, strict=True):
             trial.set_constraint(name, value)
-        cost = {"madds": report.madds, "params": report.params, "fcrf": report.fcrf}
-        trial.set_user_attr(ARCH_ATTR, arch.to_dict())
-        trial.set_user_attr(COST_ATTR, cost)
-        if not verdict.feasible:
-            trial.set_user_attr(REJECTED_ATTR, [v.message for v in verdict.violations])
+        trial.set_user_attr(ARCH_ATTR, c.arch.to_dict())
+        trial.set_user_attr(COST_ATTR, c.cost)
+        if not c.verdict.feasible:
+            trial.set_user_attr(REJECTED_ATTR, [asdict(v) for v in c.verdict.violations])
         return {
-            "arch": arch.to_dict(),
-            "cost": cost,
-            "rejected": verdict.reasons,
+            "arch": c.arch.to_dict(),
+            "cost": c.cost,
+            "rejected": c.verdict.reasons,
             "optuna_trial_id": trial._trial_id,
         }
 
 
+def rejected_values(spec: StudySpec, cost: dict[str, Any]) -> list[float]:
+    """Objective values told for a rejected candidate: accuracy 0 and its real costs (latency 0
+    is a placeholder: the budget constraints already rank it below every feasible trial)."""
+    values = {"val_top1": 0.0, "madds": cost["madds"], "params": cost["params"], "latency_ms": 0.0}
+    return [float(values[m]) for m in spec.metrics]
+
+
+class ClnasSearch(OptunaSearch):
+    """OptunaSearch that rejects over-budget candidates without Ray, stops at `n_trials` sampled
+    candidates, and stores scheduler-stopped trials as PRUNED."""
+
+    def __init__(self, spec: StudySpec, storage: optuna.storages.BaseStorage):
+        super().__init__(
+            space=DefineByRun(spec),
+            metric=spec.metrics,
+            mode=list[str](spec.modes),
+            sampler=make_sampler(spec),
+            storage=storage,
+            study_name=spec.name,
+        )
+        self._spec = spec
+        self._failed_here = 0
+
+    @property
+    def _study(self) -> optuna.Study:
+        assert self._ot_study is not None, "set up in __init__ (metric and mode are given)"
+        return self._ot_study
+
+    def _used(self) -> int:
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        study = self._study
+        return len(study.get_trials(deepcopy=False, states=counted)) + self._failed_here
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        while True:
+            if self._used() >= self._spec.search.n_trials:
+                return Searcher.FINISHED  # type: ignore[return-value]
+            config = super().suggest(trial_id)
+            if config is None or not config["rejected"]:
+                return config
+            ot_trial = self._ot_trials.pop(trial_id)
+            self._study.tell(ot_trial, rejected_values(self._spec, config["cost"]))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials:
+            return
+        if error:
+            self._failed_here += 1
+        epoch = (result or {}).get("epoch", 0)
+        if result and not error and epoch < self._spec.proxy.epochs:
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(PRUNED_AT_ATTR, epoch)
+            self._study.tell(ot_trial, state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
 def _trainable(config: dict[str, Any], spec_json: str, storage_url: str) -> None:
-    """One Tune trial: report a rejected candidate at once, else proxy-train it."""
+    """One Tune trial: proxy-train a feasible candidate, keeping its curve in the storage."""
+    spec = StudySpec.model_validate_json(spec_json)
+    storage = open_storage(storage_url)
+    _train_and_report(spec, config["arch"], config["cost"], storage, config["optuna_trial_id"])
+
+
+def _train_and_report(
+    spec: StudySpec,
+    arch_doc: dict[str, Any],
+    cost: dict[str, Any],
+    storage: optuna.storages.BaseStorage,
+    trial_id: int,
+) -> dict[str, Any]:
     from objectives.latency import measure_latency
     from workers.proxy import train_proxy
-    from workers.study import StudySpec
 
-    spec = StudySpec.model_validate_json(spec_json)
-    cost = config["cost"]
-    base = {"madds": cost["madds"], "params": cost["params"]}
-    if config["rejected"]:
-        # Accuracy 0 and latency 0 are placeholders: the budget constraints make the trial
-        # infeasible, so constrained domination ranks it below every feasible trial.
-        tune.report({**base, "val_top1": 0.0, "latency_ms": 0.0, "epoch": 0, "rejected": 1})
-        return
-    arch = load_arch(config["arch"])
+    arch = load_arch(arch_doc)
     latency = None
     if "latency_ms" in spec.objectives:
         latency = measure_latency(arch, threads=1, warmup=3, repeats=10).median_ms
-    storage = open_storage(storage_url)
+    base = {"madds": cost["madds"], "params": cost["params"], "latency_ms": latency or 0.0}
     curve: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
 
     def report(metrics: Any) -> None:
+        nonlocal last
         curve.append(dict(metrics))
-        storage.set_trial_user_attr(config["optuna_trial_id"], CURVE_ATTR, curve)
-        tune.report({**base, **metrics, "latency_ms": latency or 0.0, "rejected": 0})
+        storage.set_trial_user_attr(trial_id, CURVE_ATTR, curve)
+        last = {**base, **metrics}
+        tune.report(last)
 
     train_proxy(arch, spec.proxy, spec.data_dir, dataset=spec.dataset, report=report)
+    return last
+
+
+def _baseline_trainable(config: dict[str, Any], spec_json: str, storage_url: str) -> None:
+    """Train one zoo baseline with the study's recipe into the `{name}.baselines` study."""
+    spec = StudySpec.model_validate_json(spec_json)
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name=baselines_study_name(spec.name), storage=storage)
+    name = config["baseline"]
+    arch = load_arch(name)
+    report = cost_report(arch, crf=True)
+    cost = {"madds": report.madds, "params": report.params, "fcrf": report.fcrf}
+    trial = study.ask()
+    trial.set_user_attr(BASELINE_ATTR, name)
+    trial.set_user_attr(ARCH_ATTR, arch.to_dict())
+    trial.set_user_attr(COST_ATTR, cost)
+    try:
+        last = _train_and_report(spec, arch.to_dict(), cost, storage, trial._trial_id)
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    study.tell(trial, [float(last[m]) for m in spec.metrics])
+
+
+@dataclass
+class StudyProgress:
+    """Counts over the study's trials (`sampled` = every candidate, rejected included)."""
+
+    n_trials: int
+    sampled: int = 0
+    rejected: int = 0
+    running: int = 0
+    completed: int = 0  # trained to the last epoch
+    pruned: int = 0
+    failed: int = 0
+    front_size: int = 0
+    baselines_done: int = 0
+    baselines_total: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.rejected + self.completed + self.pruned
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"finished": self.finished}
+
+
+def _trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def front_trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+    """The Pareto set over the study's objectives (Optuna's `best_trials`; infeasible excluded)."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage).best_trials
+    except KeyError:
+        return []
+
+
+def study_progress(storage: optuna.storages.BaseStorage, spec: StudySpec) -> StudyProgress:
+    p = StudyProgress(spec.search.n_trials, baselines_total=len(spec.baselines))
+    for t in _trials(storage, spec.name):
+        p.sampled += 1
+        if t.state == TrialState.RUNNING:
+            p.running += 1
+        elif t.state == TrialState.PRUNED:
+            p.pruned += 1
+        elif t.state == TrialState.FAIL:
+            p.failed += 1
+        elif t.state == TrialState.COMPLETE:
+            if REJECTED_ATTR in t.user_attrs:
+                p.rejected += 1
+                for v in t.user_attrs[REJECTED_ATTR]:
+                    key = v["constraint"]
+                    p.rejected_by_reason[key] = p.rejected_by_reason.get(key, 0) + 1
+            else:
+                p.completed += 1
+    if p.completed:
+        p.front_size = len(front_trials(storage, spec.name))
+    for t in _trials(storage, baselines_study_name(spec.name)):
+        p.baselines_done += t.state == TrialState.COMPLETE
+        p.running += t.state == TrialState.RUNNING
+    return p
+
+
+def _close_stale_trials(storage: optuna.storages.BaseStorage, name: str) -> None:
+    for t in _trials(storage, name):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+
+def _comparable(spec_doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(spec_doc))
+    for key in RESUMABLE_SEARCH_KEYS:
+        doc.get("search", {}).pop(key, None)
+    return doc
+
+
+def prepare_studies(storage: optuna.storages.BaseStorage, spec: StudySpec) -> None:
+    """Create (or check and reopen) the study and its baselines study; close stale trials."""
+    directions = [
+        optuna.study.StudyDirection.MAXIMIZE if m == "max" else optuna.study.StudyDirection.MINIMIZE
+        for m in spec.modes
+    ]
+    doc = spec.model_dump(mode="json")
+    for name in (spec.name, baselines_study_name(spec.name)):
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions, load_if_exists=True
+        )
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            study.set_user_attr(SPEC_ATTR, doc)
+        elif _comparable(stored) != _comparable(doc):
+            raise StudyConflict(
+                f"study {spec.name!r} already exists in this database with a different spec "
+                "(only search.n_trials, max_concurrent, cpus/gpus_per_trial and max_failures may "
+                "change between runs); choose a new name or delete the old study"
+            )
+        else:
+            study.set_user_attr(SPEC_ATTR, doc)
+        _close_stale_trials(storage, name)
+
+
+@contextmanager
+def _ray(address: str | None, verbose: int) -> Iterator[None]:
+    started = False
+    if verbose == 0:  # Tune's new console output prints its tables even at verbose 0
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=verbose > 0,
+            logging_level=logging.INFO if verbose else logging.WARNING,
+        )
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @dataclass
 class StudyOutcome:
     name: str
-    trials: int
-    completed: int
-    rejected: int
-    front: list[optuna.trial.FrozenTrial] = field(default_factory=list)
+    progress: StudyProgress
+    front: list[FrozenTrial] = field(default_factory=list)
+    baselines: list[FrozenTrial] = field(default_factory=list)
 
 
-def _close_stale_trials(storage: optuna.storages.RDBStorage, name: str) -> None:
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
+def _run_config(spec: StudySpec, name: str, results_dir: str | Path, verbose: int) -> Any:
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(Path(results_dir).resolve()),
+        verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+    )
+
+
+def _run_baselines(
+    spec: StudySpec, storage_url: str, storage: optuna.storages.BaseStorage,
+    results_dir: str | Path, verbose: int,
+) -> None:
+    done = {
+        t.user_attrs.get(BASELINE_ATTR)
+        for t in _trials(storage, baselines_study_name(spec.name))
+        if t.state == TrialState.COMPLETE
+    }
+    todo = [b for b in spec.baselines if b not in done]
+    if not todo:
         return
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-
-
-def _finished(storage: optuna.storages.RDBStorage, name: str) -> int:
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _baseline_trainable, spec_json=spec.model_dump_json(), storage_url=storage_url
+        ),
+        {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial},
+    )
+    tune.Tuner(
+        trainable,
+        param_space={"baseline": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent),
+        run_config=_run_config(spec, baselines_study_name(spec.name), results_dir, verbose),
+    ).fit()
 
 
 def run_study(
@@ -135,60 +429,79 @@ def run_study(
     results_dir: str | Path,
     ray_address: str | None = None,
     verbose: int = 0,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+    poll_s: float = 1.0,
 ) -> StudyOutcome:
-    """Run (or resume) `spec` to `n_trials` completed trials; returns the Pareto front."""
+    """Run (or resume) `spec` until `n_trials` candidates are sampled and finished and every
+    baseline is trained; returns the Pareto front. `on_progress` is called from a polling
+    thread about every `poll_s` seconds (and once at the end)."""
+    storage_url = absolute_db_url(storage_url)
     storage = open_storage(storage_url)
-    _close_stale_trials(storage, spec.name)
-    remaining = spec.search.n_trials - _finished(storage, spec.name)
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=verbose > 0)
-    if remaining > 0:
-        search = OptunaSearch(
-            space=_DefineByRun(spec),
-            metric=spec.metrics,
-            mode=list[str](spec.modes),
-            sampler=make_sampler(spec),
-            storage=storage,
-            study_name=spec.name,
-        )
-        scheduler = make_scheduler(
-            spec.search.scheduler,
-            metric="val_top1",
-            mode="max",
-            time_attr="epoch",
-            max_t=spec.proxy.epochs,
-            grace_period=spec.search.grace_period,
-            reduction_factor=spec.search.reduction_factor,
-            objectives=list(zip(spec.metrics[:2], spec.modes[:2], strict=True)),
-        )
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                _trainable, spec_json=spec.model_dump_json(), storage_url=storage_url
-            ),
-            {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial},
-        )
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=search,
-                scheduler=scheduler,
-                num_samples=remaining,
-                max_concurrent_trials=spec.search.max_concurrent,
-            ),
-            run_config=tune.RunConfig(
-                name=spec.name,
-                storage_path=str(Path(results_dir).resolve()),
-                verbose=verbose,
-                failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            ),
-        )
-        tuner.fit()
-    return summarize(storage, spec.name)
+    prepare_studies(storage, spec)
+    stop = threading.Event()
+    poller = None
+    if on_progress is not None:
+        callback = on_progress
+
+        def poll() -> None:
+            while not stop.wait(poll_s):
+                try:
+                    callback(study_progress(storage, spec))
+                except Exception:  # a busy database must not kill the run; retry next tick
+                    logging.getLogger(__name__).debug("progress poll failed", exc_info=True)
+
+        poller = threading.Thread(target=poll, name="clnas-progress", daemon=True)
+        poller.start()
+    try:
+        with _ray(ray_address, verbose):
+            _run_baselines(spec, storage_url, storage, results_dir, verbose)
+            if study_progress(storage, spec).finished < spec.search.n_trials:
+                _run_search(spec, storage_url, storage, results_dir, verbose)
+    finally:
+        stop.set()
+        if poller is not None:
+            poller.join()
+    outcome = summarize(storage, spec)
+    if on_progress is not None:
+        on_progress(outcome.progress)
+    return outcome
 
 
-def summarize(storage: optuna.storages.BaseStorage, name: str) -> StudyOutcome:
-    study = optuna.load_study(study_name=name, storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    rejected = sum(1 for t in complete if REJECTED_ATTR in t.user_attrs)
-    return StudyOutcome(name, len(trials), len(complete), rejected, study.best_trials)
+def _run_search(
+    spec: StudySpec, storage_url: str, storage: optuna.storages.BaseStorage,
+    results_dir: str | Path, verbose: int,
+) -> None:
+    scheduler = make_scheduler(
+        spec.search.scheduler,
+        metric="val_top1",
+        mode="max",
+        time_attr="epoch",
+        max_t=spec.proxy.epochs,
+        grace_period=spec.search.grace_period,
+        reduction_factor=spec.search.reduction_factor,
+        objectives=list(zip(spec.metrics[:2], spec.modes[:2], strict=True)),
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, spec_json=spec.model_dump_json(), storage_url=storage_url),
+        {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial},
+    )
+    tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ClnasSearch(spec, storage),
+            scheduler=scheduler,
+            num_samples=-1,  # the searcher says FINISHED at n_trials sampled candidates
+            max_concurrent_trials=spec.search.max_concurrent,
+        ),
+        run_config=_run_config(spec, spec.name, results_dir, verbose),
+    ).fit()
+
+
+def summarize(storage: optuna.storages.BaseStorage, spec: StudySpec) -> StudyOutcome:
+    baselines = [
+        t for t in _trials(storage, baselines_study_name(spec.name))
+        if t.state == TrialState.COMPLETE
+    ]
+    return StudyOutcome(
+        spec.name, study_progress(storage, spec), front_trials(storage, spec.name), baselines
+    )

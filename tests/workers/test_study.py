@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from objectives import cost_report
 from search_space import load_arch
 from search_space.errors import ArchError
 from workers.study import load_study, parse_study
@@ -57,13 +58,26 @@ def test_small_synthetic_study_end_to_end(tmp_path: Path) -> None:
         ray.shutdown()
     study = optuna.load_study(study_name=spec.name, storage=url)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert out.completed == len(complete) == spec.search.n_trials
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert out.progress.finished == len(complete) + len(pruned) == spec.search.n_trials
+    assert len(study.trials) == spec.search.n_trials  # nothing failed, nothing extra
+    for t in pruned:  # stopped by MOASHA at a rung: curve kept, never on the front
+        assert len(t.user_attrs["curve"]) == t.user_attrs["pruned_at_epoch"] < spec.proxy.epochs
+    # the baselines: trained with the same recipe into their own study
+    base = optuna.load_study(study_name=f"{spec.name}.baselines", storage=url)
+    assert [t.user_attrs["baseline"] for t in base.trials] == spec.baselines
+    assert [t.number for t in out.baselines] == [t.number for t in base.trials]
+    for t in base.trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert len(t.user_attrs["curve"]) == spec.proxy.epochs
+        assert t.values[1] == cost_report(load_arch(t.user_attrs["baseline"])).madds
     rejected = [t for t in complete if REJECTED_ATTR in t.user_attrs]
     trained = [t for t in complete if REJECTED_ATTR not in t.user_attrs]
     assert rejected and trained
     for t in rejected:  # rejected: real cost over budget, the reason stored, no curve
         assert t.user_attrs["cost"]["madds"] > spec.budget.max_madds
-        assert "max_madds" in t.user_attrs[REJECTED_ATTR][0] and "curve" not in t.user_attrs
+        assert t.user_attrs[REJECTED_ATTR][0]["constraint"] == "madds"
+        assert "curve" not in t.user_attrs
     for t in trained:
         load_arch(t.user_attrs["arch"])
         assert len(t.user_attrs["curve"]) >= 1 and t.user_attrs["curve"][0]["synthetic"]
