@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import Arch, ArchError, load_arch, zoo_names
+from workers.full.cli import add_parser as add_train_parser
 
 console = Console()
 
@@ -246,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("--area", type=_positive, default=9, help="k*k of the IGC kernel [9]")
     groups.add_argument("--json", action="store_true")
     groups.set_defaults(func=cmd_groups)
+
+    add_train_parser(sub)
     return p
 
 
