@@ -1,4 +1,4 @@
-"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`."""
+"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`, `train`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import Arch, ArchError, load_arch, zoo_names
+from workers.full.cli import add_parser as add_train_parser
 
 console = Console()
 
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     from service import search_cmd
 
     search_cmd.add_parser(sub)
+    add_train_parser(sub)
     return p
 
 
