@@ -1,7 +1,16 @@
 """Arch document -> `torch.nn.Module`. Stage logic (stride on the first block, widths, spatial
-sizes) comes from `Arch.blocks()`; the blocks only know their own in/out/stride."""
+sizes) comes from `Arch.blocks()`; the blocks only know their own in/out/stride.
+
+A network built with `fast=True` (the default) has the reference modules, parameters and
+state_dict, and runs them as they are for training and under `torch.no_grad()`; under
+`torch.inference_mode()` on CPU, in eval mode, it runs their fused inference form instead
+(`blocks/inference/`: BN folded, channels_last, per-shape fast paths), built on first use and
+rebuilt whenever a parameter, buffer, dtype or train/eval flag changes.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,9 +23,12 @@ from search_space.blocks.layers import ConvBNAct
 class Network(nn.Module):
     """stem -> stages (blocks, optional 2x2 max pool) -> head."""
 
-    def __init__(self, arch: Arch):
+    def __init__(self, arch: Arch, *, fast: bool = True):
         super().__init__()
         self.arch = arch
+        self.fast = fast
+        self._plan_key: tuple[Any, ...] | None = None
+        self._plan: nn.Module | None = None
         stem: list[nn.Module] = []
         if arch.stem is not None:
             s = arch.stem
@@ -45,13 +57,47 @@ class Network(nn.Module):
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_inference_mode_enabled() and self.uses_inference_plan_for(x):
+            return self.inference_plan()(x)
         return self.head(self.forward_features(x))
 
+    def uses_inference_plan_for(self, x: torch.Tensor) -> bool:
+        """Whether `forward(x)` under `torch.inference_mode()` runs the fused inference form."""
+        return (
+            self.fast
+            and not self.training
+            and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")
+        )
 
-def build_model(arch: Arch) -> Network:
-    """Build the PyTorch module for a validated arch (see `search_space.load_arch`)."""
+    def inference_plan(self) -> nn.Module:
+        """The fused inference form of this network, rebuilt when its state has changed."""
+        from search_space.blocks.inference import fuse_for_inference
+
+        key = self._state_key()
+        if self._plan is None or key != self._plan_key:
+            # Kept out of `_modules`: not part of the parameters or the state_dict.
+            self.__dict__["_plan"] = fuse_for_inference(self)
+            self._plan_key = key
+        assert self._plan is not None
+        return self._plan
+
+    def _state_key(self) -> tuple[Any, ...]:
+        tensors = [*self.parameters(), *self.buffers()]
+        return (
+            tuple((t.data_ptr(), t._version, t.dtype) for t in tensors),
+            tuple(m.training for m in self.modules()),
+        )
+
+
+def build_model(arch: Arch, *, fast: bool = True) -> Network:
+    """Build the PyTorch module for a validated arch (see `search_space.load_arch`).
+
+    `fast=False` gives the reference modules only (never the fused inference form); both have
+    the same parameters and state_dict.
+    """
     if not isinstance(arch, Arch):
         raise TypeError(
             f"build_model expects an Arch (use load_arch first), got {type(arch).__name__}"
         )
-    return Network(arch)
+    return Network(arch, fast=fast)

@@ -1,0 +1,245 @@
+"""clcNet's CLC block for inference (SPEC §1.2): IGC -> BN -> GC -> BN -> ReLU, BN folded,
+channels_last, the interlace folded away.
+
+**IGC as depthwise convolutions ("Z" path).** Write `c = M/g1` (IGC inputs per group, its CRF
+size) and `r = L/g1` (outputs per group). Store the input *paired*: channel `i*c + t` at
+position `t*g1 + i`. Then the channels_last memory of the `(B, M, H, W)` input is, unchanged, a
+`(B, g1, H, c*W)` map whose pixel `(h, c*w + t)` holds channel `i*c + t` of pixel `(h, w)`. A
+depthwise convolution of that map with a `k x c*k` kernel and stride `(s, c*s)` computes, for
+channel `i`, `sum_{t,dh,dw} W[i*r + m, t, dh, dw] * x[i*c + t, h + dh, w + dw]`: output `m` of
+IGC group `i`, with exactly the IGC's multiply-adds (`r * g1 * c*k*k` per pixel
+`= L*(M/g1)*k*k`), on oneDNN's fast depthwise kernel instead of its slow small-group one. It is
+the clcNet paper's "IGC with CRF size 2 as two depthwise convolutions" without the extra add.
+Output `m` of every group lands at interlaced positions `m*g1 .. m*g1 + g1 - 1`
+(`out[m*g1 + i] = in[i*r + m]`): the interlace costs nothing. On maps up to 28x28 the `r`
+outputs come from one call on the input repeated `r` times per pixel (a copy is cheaper than a
+second oneDNN call there); on larger maps from `r` calls.
+
+**GC as GEMMs.** Group `j` of the grouped 1x1 convolution reads interlaced positions
+`[j*L/g2, (j+1)*L/g2)`, i.e. column slices of the IGC output. Its output channels are permuted
+in the weights so that they land in the order the next layer wants (the next CLC block's
+pairing); they then form equally long, evenly spaced runs of output columns, and one batched
+GEMM per group writes all runs in place (the input rows are shared by the runs: a stride-0
+batch). BN2 is folded, bias and ReLU are applied in place.
+
+Other shapes (CRF sizes above 4, `interlace = false` with `r > 1`) use the grouped convolution
+and read the interlace as a strided view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.blocks.clc import ClcBlock
+from search_space.blocks.inference.folding import (
+    Order,
+    Reorder,
+    bn_affine,
+    fold_bn,
+    from_rows,
+    inverse,
+    rows,
+    same_order,
+    to_channels_last,
+)
+
+Z_MAX_CRF = 4  # c: the Z kernel is k x c*k; wider kernels stop paying
+Z_MAX_OUT = 4  # r: outputs per IGC group
+MERGED_Z_MAX_PIXELS = 28 * 28  # up to here, repeating the input r times beats r oneDNN calls
+
+
+def paired_order(channels: int, crf: int) -> torch.Tensor:
+    """Position `t*g1 + i` holds channel `i*c + t` (`c = crf`, `g1 = channels / c`)."""
+    return torch.arange(channels).view(channels // crf, crf).t().reshape(-1)
+
+
+def uses_depthwise(block: ClcBlock) -> bool:
+    """Whether the block's IGC runs as depthwise convolutions (the "Z" path)."""
+    conv = block.igc.conv
+    c, r = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    interlace = not isinstance(block.igc.interlace, nn.Identity)
+    return (interlace or r == 1) and c <= Z_MAX_CRF and r <= Z_MAX_OUT
+
+
+def wanted_order(block: ClcBlock) -> Order:
+    """The input order the fused block reads without a reorder (`None`: natural)."""
+    conv = block.igc.conv
+    if not uses_depthwise(block):
+        return None
+    return paired_order(conv.in_channels, conv.in_channels // conv.groups)
+
+
+class FusedClc(nn.Module):
+    """Inference form of a `ClcBlock` (see the module docstring)."""
+
+    def __init__(self, block: ClcBlock, *, in_order: Order = None, out_order: Order = None):
+        super().__init__()
+        conv = block.igc.conv
+        m_in, mid, g1, k = conv.in_channels, conv.out_channels, conv.groups, conv.kernel_size[0]
+        c, r = m_in // g1, mid // g1
+        self.interlace = not isinstance(block.igc.interlace, nn.Identity)
+        self.stride, self.kernel, self.crf, self.g1, self.r = int(conv.stride[0]), k, c, g1, r
+        self.zpath = uses_depthwise(block)
+        wanted = wanted_order(block)
+        self.reorder: nn.Module = (
+            nn.Identity() if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
+        )
+
+        # IGC + BN1 folded, in conv-output order: BN1 sits after the interlace, at position p.
+        pos = torch.arange(mid)
+        src = (pos % g1) * r + pos // g1 if self.interlace else pos  # conv channel at p
+        scale, shift = bn_affine(block.bn)
+        w1 = torch.empty_like(conv.weight.detach())
+        b1 = torch.empty(mid, dtype=w1.dtype)
+        w1[src] = conv.weight.detach()[src] * scale.view(-1, 1, 1, 1)
+        b1[src] = shift
+        if self.zpath:
+            # K_m[i, 0, dh, c*dw + t] = W1[i*r + m, t, dh, dw]; merged: channel m*g1 + i.
+            zw = w1.view(g1, r, c, k, k).permute(1, 0, 3, 4, 2).reshape(r * g1, 1, k, k * c)
+            self.igc_weight = zw.contiguous(memory_format=torch.channels_last)
+            self.igc_bias = b1.view(g1, r).t().reshape(-1).contiguous()
+        else:
+            self.igc_weight = w1.contiguous(memory_format=torch.channels_last)
+            self.igc_bias = b1
+
+        # GC + BN2 folded; group j's output channels sorted by their stored position.
+        gc_conv = block.gc[0]
+        assert isinstance(gc_conv, nn.Conv2d)
+        n_out, g2 = gc_conv.out_channels, gc_conv.groups
+        w2, b2 = fold_bn(gc_conv.weight, gc_conv.bias, block.gc[1])
+        w2 = w2.view(n_out, mid // g2)
+        out_pos = torch.arange(n_out) if out_order is None else inverse(out_order)
+        self.n_out = n_out
+        self.bias = b2 if out_order is None else b2[out_order]
+        n_g, l_g = n_out // g2, mid // g2
+        width = g1 if (self.zpath or self.interlace) else mid  # IGC output block width
+        self.groups: list[_GroupGemm] = []
+        for j in range(g2):
+            chans = torch.arange(j * n_g, (j + 1) * n_g)
+            chans = chans[torch.argsort(out_pos[chans])]
+            runs = _runs(out_pos[chans].tolist())
+            layout = _regular(runs)
+            wj = w2[chans]  # (n_g, l_g): column q reads interlaced position j*l_g + q
+            pieces = []
+            p0 = j * l_g
+            while p0 < (j + 1) * l_g:  # one piece per IGC output block the group reads
+                p1 = min((p0 // width + 1) * width, (j + 1) * l_g)
+                wt = wj[:, p0 - j * l_g : p1 - j * l_g].t()  # (K, n_g)
+                if layout is not None:  # (runs, K, run length)
+                    wt = wt.reshape(wt.shape[0], len(runs), -1).transpose(0, 1)
+                pieces.append(_Piece(p0 // width, p0 % width, p1 - p0, wt.contiguous()))
+                p0 = p1
+            self.groups.append(_GroupGemm(pieces, runs, layout))
+
+    def _igc(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int, int]:
+        """The interlaced IGC output as row matrices, one per block of positions, and
+        `(B, Ho, Wo)`."""
+        b, _, h, w = x.shape
+        s, k, c, r, g1 = self.stride, self.kernel, self.crf, self.r, self.g1
+        if not self.zpath:
+            y = F.conv2d(x, self.igc_weight, self.igc_bias, s, k // 2, 1, g1)
+            yr = rows(to_channels_last(y))
+            if not self.interlace:
+                return [yr], b, y.shape[2], y.shape[3]
+            inter = yr.view(-1, g1, r)  # position m*g1 + i is inter[:, i, m]
+            return [inter[:, :, m] for m in range(r)], b, y.shape[2], y.shape[3]
+        # pixel (h, c*w + t) of the Z map holds channel i*c + t of pixel (h, w), channel i
+        z = x.permute(0, 2, 3, 1).reshape(b, h, w * c, 1, g1)
+        stride, padding = (s, c * s), (k // 2, c * (k // 2))
+        if h * w <= MERGED_Z_MAX_PIXELS:
+            zr = z.expand(b, h, w * c, r, g1).reshape(b, h, w * c, r * g1).permute(0, 3, 1, 2)
+            y = F.conv2d(zr, self.igc_weight, self.igc_bias, stride, padding, 1, r * g1)
+            yr = rows(to_channels_last(y))
+            return [yr[:, m * g1 : (m + 1) * g1] for m in range(r)], b, y.shape[2], y.shape[3]
+        zm = z.reshape(b, h, w * c, g1).permute(0, 3, 1, 2)
+        ys = [
+            F.conv2d(zm, self.igc_weight[m * g1 : (m + 1) * g1],
+                     self.igc_bias[m * g1 : (m + 1) * g1], stride, padding, 1, g1)
+            for m in range(r)
+        ]  # fmt: skip
+        return [rows(to_channels_last(y)) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_channels_last(self.reorder(to_channels_last(x)))
+        blocks, b, ho, wo = self._igc(x)
+        out = torch.empty(blocks[0].shape[0], self.n_out, dtype=blocks[0].dtype)
+        for group in self.groups:
+            group.write(blocks, out)
+        out.add_(self.bias).relu_()
+        return from_rows(out, b, ho, wo)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Columns `[src, src + length)` of a group's GEMM output go to `[dst, dst + length)`."""
+
+    src: int
+    dst: int
+    length: int
+
+
+def _runs(positions: list[int]) -> list[_Run]:
+    runs: list[_Run] = []
+    for src, dst in enumerate(positions):
+        if runs and runs[-1].dst + runs[-1].length == dst:
+            last = runs[-1]
+            runs[-1] = _Run(last.src, last.dst, last.length + 1)
+        else:
+            runs.append(_Run(src, dst, 1))
+    return runs
+
+
+def _regular(runs: list[_Run]) -> tuple[int, int, int] | None:
+    """`(first, spacing, length)` when the runs are equally long, consecutive in the GEMM output
+    and evenly spaced in the block output."""
+    length = runs[0].length
+    step = runs[1].dst - runs[0].dst if len(runs) > 1 else length
+    for i, run in enumerate(runs):
+        if run.length != length or run.src != i * length or run.dst != runs[0].dst + i * step:
+            return None
+    return runs[0].dst, step, length
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Columns `[start, start + width)` of IGC block `block`, times `weight`."""
+
+    block: int
+    start: int
+    width: int
+    weight: torch.Tensor  # (K, n) or, for a regular group, (runs, K, run length)
+
+    def rows(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        return blocks[self.block][:, self.start : self.start + self.width]
+
+
+@dataclass(frozen=True)
+class _GroupGemm:
+    """One GC group: GEMMs over the IGC pieces it reads, written to its output runs."""
+
+    pieces: list[_Piece]
+    runs: list[_Run]
+    layout: tuple[int, int, int] | None  # (first column, spacing, run length) if regular
+
+    def write(self, blocks: list[torch.Tensor], out: torch.Tensor) -> None:
+        if self.layout is None:
+            g = torch.mm(self.pieces[0].rows(blocks), self.pieces[0].weight)
+            for piece in self.pieces[1:]:
+                g = torch.addmm(g, piece.rows(blocks), piece.weight)
+            for run in self.runs:
+                out[:, run.dst : run.dst + run.length].copy_(g[:, run.src : run.src + run.length])
+            return
+        first, step, length = self.layout
+        p, n = out.shape
+        shape, strides = (len(self.runs), p, length), (step, n, 1)
+        view = out.as_strided(shape, strides, out.storage_offset() + first)
+        for i, piece in enumerate(self.pieces):
+            a = piece.rows(blocks).unsqueeze(0).expand(len(self.runs), -1, -1)
+            if i == 0:
+                torch.bmm(a, piece.weight, out=view)
+            else:
+                torch.baddbmm(view, a, piece.weight, out=view)
