@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import Arch, ArchError, load_arch, zoo_names
+from search_space.export import add_parser as add_export_parser
 
 console = Console()
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("--area", type=_positive, default=9, help="k*k of the IGC kernel [9]")
     groups.add_argument("--json", action="store_true")
     groups.set_defaults(func=cmd_groups)
+    add_export_parser(sub)
     return p
 
 
