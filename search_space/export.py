@@ -9,6 +9,7 @@ exporter (needs the `export` extra: onnx, onnxscript), batch dimension dynamic.
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -49,18 +50,25 @@ def export_onnx(
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     form = onnx_form(model)
     x = torch.randn(batch, in_channels, resolution, resolution)
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
     with warnings.catch_warnings(), torch.no_grad():
-        # torch.export emits deprecation chatter from its own internals.
+        # torch.export emits deprecation chatter from its own internals, and the exporter logs a
+        # warning per torchvision op it cannot register (torchvision is not a dependency).
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        program = torch.onnx.export(
-            form,
-            (x,),
-            dynamo=True,
-            opset_version=OPSET,
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-            verbose=False,
-        )
+        onnx_log.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                form,
+                (x,),
+                dynamo=True,
+                opset_version=OPSET,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                verbose=False,
+            )
+        finally:
+            onnx_log.setLevel(level)
     assert program is not None
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(path) if path is not None else Path(tmp) / "model.onnx"

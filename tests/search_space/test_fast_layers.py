@@ -72,9 +72,9 @@ def force(monkeypatch: pytest.MonkeyPatch, module: object, **limits: int) -> Non
 HUGE = 10**9
 
 CONV_IMPLS = {
-    "conv": {"GEMM_MAX_PIXELS": 0, "GROUPED_GEMM_MAX_PIXELS": 0, "IM2COL_MAX_PIXELS": 0},
-    "gemm": {"GEMM_MAX_PIXELS": HUGE, "GROUPED_GEMM_MAX_PIXELS": HUGE, "IM2COL_MAX_PIXELS": 0},
-    "im2col": {"GEMM_MAX_PIXELS": 0, "GROUPED_GEMM_MAX_PIXELS": 0, "IM2COL_MAX_PIXELS": HUGE},
+    "conv": {"GEMM_MAX_PIXELS": 0, "GROUPED_GEMM_MAX_PIXELS": 0, "IM2COL_MAX_ROWS": 0},
+    "gemm": {"GEMM_MAX_PIXELS": HUGE, "GROUPED_GEMM_MAX_PIXELS": HUGE, "IM2COL_MAX_ROWS": 0},
+    "im2col": {"GEMM_MAX_PIXELS": 0, "GROUPED_GEMM_MAX_PIXELS": 0, "IM2COL_MAX_ROWS": HUGE},
 }
 
 CONV_CASES = [
@@ -110,13 +110,14 @@ def test_fused_conv_equals_conv_bn_act(monkeypatch, impl, cin, cout, kernel, str
 
 def test_fused_conv_chooses_per_shape() -> None:
     dense_1x1 = FusedConv.from_conv_bn_act(ConvBNAct(8, 8).eval())
-    assert dense_1x1.impl(14, 14) == "gemm" and dense_1x1.impl(56, 56) == "conv"
+    assert dense_1x1.impl(1, 14, 14) == "gemm" and dense_1x1.impl(1, 56, 56) == "conv"
     grouped_1x1 = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, groups=2).eval())
-    assert grouped_1x1.impl(14, 14) == "gemm" and grouped_1x1.impl(28, 28) == "conv"
+    assert grouped_1x1.impl(1, 14, 14) == "gemm" and grouped_1x1.impl(1, 28, 28) == "conv"
     dense_3x3 = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, kernel=3).eval())
-    assert dense_3x3.impl(8, 8) == "im2col" and dense_3x3.impl(16, 16) == "conv"
+    assert dense_3x3.impl(1, 8, 8) == "im2col" and dense_3x3.impl(1, 16, 16) == "conv"
+    assert dense_3x3.impl(32, 8, 8) == "conv"  # many rows: not weight-bound any more
     depthwise = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, kernel=3, groups=8).eval())
-    assert depthwise.impl(2, 2) == "conv"
+    assert depthwise.impl(1, 2, 2) == "conv"
 
 
 def test_grouped_conv_refuses_a_channel_order() -> None:
@@ -142,8 +143,9 @@ CLC_CASES = [
 ]
 
 CLC_PATHS = {
-    "z-merged": {"MERGED_Z_MAX_PIXELS": HUGE},
-    "z-separate": {"MERGED_Z_MAX_PIXELS": 0},
+    # the depthwise ("Z") path is exercised up to CRF 8, beyond where it is chosen by default
+    "z-merged": {"MERGED_Z_MAX_ROWS": HUGE, "Z_MAX_CRF": 8, "Z_MAX_OUT": 8},
+    "z-separate": {"MERGED_Z_MAX_ROWS": 0, "Z_MAX_CRF": 8, "Z_MAX_OUT": 8},
     "grouped": {"Z_MAX_CRF": 0},
 }
 
@@ -210,11 +212,11 @@ HET_CASES = [
 def test_fused_hetconv_equals_hetconv_block(
     monkeypatch, impl, cin, cout, part, kernel, stride, bias
 ):
-    monkeypatch.setattr(fused_het, "IM2COL_MAX_PIXELS", HUGE if impl == "im2col" else 0)
+    monkeypatch.setattr(fused_het, "IM2COL_MAX_ROWS", HUGE if impl == "im2col" else 0)
     spec = HetConvStage(block="hetconv", out=cout, part=part, kernel=kernel, bias=bias)
     ref = randomise_bn(HetConvBlock(spec, cin=cin, cout=cout, stride=stride, first=True))
     fused = fuse_hetconv(ref)
-    assert isinstance(fused, FusedHetConv) and fused.impl(9, 7) == impl
+    assert isinstance(fused, FusedHetConv) and fused.impl(2, 9, 7) == impl
     check(fused, ref, torch.randn(2, cin, 9, 7, dtype=DT))
 
 

@@ -11,9 +11,9 @@ IGC group `i`, with exactly the IGC's multiply-adds (`r * g1 * c*k*k` per pixel
 `= L*(M/g1)*k*k`), on oneDNN's fast depthwise kernel instead of its slow small-group one. It is
 the clcNet paper's "IGC with CRF size 2 as two depthwise convolutions" without the extra add.
 Output `m` of every group lands at interlaced positions `m*g1 .. m*g1 + g1 - 1`
-(`out[m*g1 + i] = in[i*r + m]`): the interlace costs nothing. On maps up to 28x28 the `r`
-outputs come from one call on the input repeated `r` times per pixel (a copy is cheaper than a
-second oneDNN call there); on larger maps from `r` calls.
+(`out[m*g1 + i] = in[i*r + m]`): the interlace costs nothing. Up to 28x28 pixels in the batch
+the `r` outputs come from one call on the input repeated `r` times per pixel (a copy is cheaper
+than a second oneDNN call there); on larger inputs from `r` calls.
 
 **GC as GEMMs.** Group `j` of the grouped 1x1 convolution reads interlaced positions
 `[j*L/g2, (j+1)*L/g2)`, i.e. column slices of the IGC output. Its output channels are permuted
@@ -22,8 +22,9 @@ pairing); they then form equally long, evenly spaced runs of output columns, and
 GEMM per group writes all runs in place (the input rows are shared by the runs: a stride-0
 batch). BN2 is folded, bias and ReLU are applied in place.
 
-Other shapes (CRF sizes above 4, `interlace = false` with `r > 1`) use the grouped convolution
-and read the interlace as a strided view.
+Other shapes (CRF sizes above 2, where oneDNN's grouped convolution is as fast on this CPU, and
+`interlace = false` with `r > 1`) use the grouped convolution and read the interlace as a
+strided view.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ from search_space.blocks.inference.folding import (
     to_channels_last,
 )
 
-Z_MAX_CRF = 4  # c: the Z kernel is k x c*k; wider kernels stop paying
-Z_MAX_OUT = 4  # r: outputs per IGC group
-MERGED_Z_MAX_PIXELS = 28 * 28  # up to here, repeating the input r times beats r oneDNN calls
+Z_MAX_CRF = 2  # c: the Z kernel is k x c*k; at c = 4 the grouped convolution is as fast
+Z_MAX_OUT = 2  # r: outputs per IGC group
+MERGED_Z_MAX_ROWS = 28 * 28  # up to here (B*H*W), repeating the input r times beats r calls
 
 
 def paired_order(channels: int, crf: int) -> torch.Tensor:
@@ -85,9 +86,7 @@ class FusedClc(nn.Module):
         self.stride, self.kernel, self.crf, self.g1, self.r = int(conv.stride[0]), k, c, g1, r
         self.zpath = uses_depthwise(block)
         wanted = wanted_order(block)
-        self.reorder: nn.Module = (
-            nn.Identity() if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
-        )
+        self.reorder = None if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
 
         # IGC + BN1 folded, in conv-output order: BN1 sits after the interlace, at position p.
         pos = torch.arange(mid)
@@ -102,6 +101,8 @@ class FusedClc(nn.Module):
             zw = w1.view(g1, r, c, k, k).permute(1, 0, 3, 4, 2).reshape(r * g1, 1, k, k * c)
             self.igc_weight = zw.contiguous(memory_format=torch.channels_last)
             self.igc_bias = b1.view(g1, r).t().reshape(-1).contiguous()
+            self.z_weights = [self.igc_weight[m * g1 : (m + 1) * g1] for m in range(r)]
+            self.z_biases = [self.igc_bias[m * g1 : (m + 1) * g1] for m in range(r)]
         else:
             self.igc_weight = w1.contiguous(memory_format=torch.channels_last)
             self.igc_bias = b1
@@ -131,40 +132,46 @@ class FusedClc(nn.Module):
                 wt = wj[:, p0 - j * l_g : p1 - j * l_g].t()  # (K, n_g)
                 if layout is not None:  # (runs, K, run length)
                     wt = wt.reshape(wt.shape[0], len(runs), -1).transpose(0, 1)
-                pieces.append(_Piece(p0 // width, p0 % width, p1 - p0, wt.contiguous()))
+                pieces.append(_Piece(p0, p1 - p0, wt.contiguous()))
                 p0 = p1
             self.groups.append(_GroupGemm(pieces, runs, layout))
 
     def _igc(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int, int]:
         """The interlaced IGC output as row matrices, one per block of positions, and
         `(B, Ho, Wo)`."""
-        b, _, h, w = x.shape
+        b, m_in, h, w = x.shape
         s, k, c, r, g1 = self.stride, self.kernel, self.crf, self.r, self.g1
         if not self.zpath:
-            y = F.conv2d(x, self.igc_weight, self.igc_bias, s, k // 2, 1, g1)
-            yr = rows(to_channels_last(y))
+            y = to_channels_last(F.conv2d(x, self.igc_weight, self.igc_bias, s, k // 2, 1, g1))
+            yr = rows(y)
             if not self.interlace:
                 return [yr], b, y.shape[2], y.shape[3]
             inter = yr.view(-1, g1, r)  # position m*g1 + i is inter[:, i, m]
             return [inter[:, :, m] for m in range(r)], b, y.shape[2], y.shape[3]
-        # pixel (h, c*w + t) of the Z map holds channel i*c + t of pixel (h, w), channel i
-        z = x.permute(0, 2, 3, 1).reshape(b, h, w * c, 1, g1)
+        # The Z map: pixel (h, c*w + t), channel i holds input channel i*c + t of pixel (h, w);
+        # the channels_last input already is it in memory.
+        wc, off = w * c, x.storage_offset()
         stride, padding = (s, c * s), (k // 2, c * (k // 2))
-        if h * w <= MERGED_Z_MAX_PIXELS:
-            zr = z.expand(b, h, w * c, r, g1).reshape(b, h, w * c, r * g1).permute(0, 3, 1, 2)
-            y = F.conv2d(zr, self.igc_weight, self.igc_bias, stride, padding, 1, r * g1)
-            yr = rows(to_channels_last(y))
-            return [yr[:, m * g1 : (m + 1) * g1] for m in range(r)], b, y.shape[2], y.shape[3]
-        zm = z.reshape(b, h, w * c, g1).permute(0, 3, 1, 2)
+        if b * h * w <= MERGED_Z_MAX_ROWS:  # the input r times per pixel: channel m*g1 + i
+            rep = x.as_strided((b, h, wc, r, g1), (h * w * m_in, w * m_in, g1, 0, 1), off)
+            z = rep.contiguous().as_strided(
+                (b, r * g1, h, wc), (h * wc * r * g1, 1, wc * r * g1, r * g1)
+            )
+            y = to_channels_last(
+                F.conv2d(z, self.igc_weight, self.igc_bias, stride, padding, 1, r * g1)
+            )
+            return [rows(y)], b, y.shape[2], y.shape[3]
+        z = x.as_strided((b, g1, h, wc), (h * w * m_in, 1, w * m_in, g1), off)
         ys = [
-            F.conv2d(zm, self.igc_weight[m * g1 : (m + 1) * g1],
-                     self.igc_bias[m * g1 : (m + 1) * g1], stride, padding, 1, g1)
-            for m in range(r)
-        ]  # fmt: skip
-        return [rows(to_channels_last(y)) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
+            to_channels_last(F.conv2d(z, wm, bm, stride, padding, 1, g1))
+            for wm, bm in zip(self.z_weights, self.z_biases, strict=True)
+        ]
+        return [rows(y) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = to_channels_last(self.reorder(to_channels_last(x)))
+        x = to_channels_last(x)
+        if self.reorder is not None:
+            x = self.reorder(x)
         blocks, b, ho, wo = self._igc(x)
         out = torch.empty(blocks[0].shape[0], self.n_out, dtype=blocks[0].dtype)
         for group in self.groups:
@@ -206,15 +213,26 @@ def _regular(runs: list[_Run]) -> tuple[int, int, int] | None:
 
 @dataclass(frozen=True)
 class _Piece:
-    """Columns `[start, start + width)` of IGC block `block`, times `weight`."""
+    """Interlaced positions `[start, start + width)` (within one IGC output block of `g1`
+    positions), times `weight`."""
 
-    block: int
     start: int
     width: int
     weight: torch.Tensor  # (K, n) or, for a regular group, (runs, K, run length)
 
-    def rows(self, blocks: list[torch.Tensor]) -> torch.Tensor:
-        return blocks[self.block][:, self.start : self.start + self.width]
+    def rows(self, blocks: list[torch.Tensor], runs: int = 0) -> torch.Tensor:
+        """The `(P, width)` input rows; with `runs`, repeated as a `(runs, P, width)` batch."""
+        if len(blocks) == 1:  # one tensor holds every position
+            block, col = blocks[0], self.start
+        else:  # one block per IGC output m, `g1` positions each
+            g1 = blocks[0].shape[1]
+            block, col = blocks[self.start // g1], self.start % g1
+        p, ld = block.shape[0], block.stride(0)
+        if runs and block.stride(1) == 1:  # one view: rows shared by every run (stride 0)
+            shape, strides = (runs, p, self.width), (0, ld, 1)
+            return block.as_strided(shape, strides, block.storage_offset() + col)
+        a = block[:, col : col + self.width]
+        return a.unsqueeze(0).expand(runs, -1, -1) if runs else a
 
 
 @dataclass(frozen=True)
@@ -238,7 +256,7 @@ class _GroupGemm:
         shape, strides = (len(self.runs), p, length), (step, n, 1)
         view = out.as_strided(shape, strides, out.storage_offset() + first)
         for i, piece in enumerate(self.pieces):
-            a = piece.rows(blocks).unsqueeze(0).expand(len(self.runs), -1, -1)
+            a = piece.rows(blocks, len(self.runs))
             if i == 0:
                 torch.bmm(a, piece.weight, out=view)
             else:

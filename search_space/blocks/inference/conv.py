@@ -7,9 +7,9 @@ per shape (measured on a 2-core AVX-512 CPU, PyTorch 2.13; see benchmarks/block_
 - `gemm`: a 1x1 convolution is a matrix product of the `(B*H*W, C)` rows that a channels_last
   tensor already is; MKL beats oneDNN's 1x1 convolution on small maps (<= 28x28 dense, <= 14x14
   grouped), where oneDNN re-lays-out its weights on every call.
-- `im2col`: on tiny maps (<= 8x8, e.g. VGG on CIFAR after three pools) a kxk convolution is
-  bound by reading its weights; one patch copy plus one GEMM on pre-transposed weights reads them
-  once, where oneDNN re-lays them out per call.
+- `im2col`: with few pixels in the batch (<= 64: VGG on CIFAR after three pools, at batch 1) a
+  kxk convolution is bound by reading its weights; one patch copy plus one GEMM on
+  pre-transposed weights reads them once, where oneDNN re-lays them out per call.
 
 Every implementation executes exactly the convolution's multiply-adds (no masking, no padding
 of the contraction): `B*Ho*Wo*N*(C/g)*k*k`.
@@ -33,7 +33,7 @@ from search_space.blocks.inference.folding import (
 
 GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: MKL GEMM on maps up to 28x28
 GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: batched GEMM up to 14x14
-IM2COL_MAX_PIXELS = 8 * 8  # kxk: patch matrix + GEMM on maps up to 8x8
+IM2COL_MAX_ROWS = 8 * 8  # kxk: patch matrix + GEMM up to 64 pixels in the batch
 
 
 def im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
@@ -97,6 +97,7 @@ class FusedConv(nn.Module):
             gemm = weight.view(g, n, per_group, kh, kw).permute(0, 3, 4, 2, 1)
             gemm = gemm.reshape(g, kh * kw * per_group, n).contiguous()
         self.register_buffer("gemm_weight", gemm, persistent=False)
+        self.dense_gemm_weight = gemm[0] if groups == 1 and not depthwise else None
         self.pointwise = kh == kw == 1 and stride == (1, 1)
         self.depthwise = depthwise
 
@@ -117,19 +118,19 @@ class FusedConv(nn.Module):
             out_order=out_order,
         )
 
-    def impl(self, h: int, w: int) -> str:
-        """The implementation used for an `h x w` input (module docstring)."""
+    def impl(self, b: int, h: int, w: int) -> str:
+        """The implementation used for a `(b, C, h, w)` input (module docstring)."""
         if self.depthwise:
             return "conv"
         if self.pointwise:
             limit = GEMM_MAX_PIXELS if self.groups == 1 else GROUPED_GEMM_MAX_PIXELS
             return "gemm" if h * w <= limit else "conv"
-        return "im2col" if h * w <= IM2COL_MAX_PIXELS else "conv"
+        return "im2col" if b * h * w <= IM2COL_MAX_ROWS else "conv"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_channels_last(x)
         b, _, h, w = x.shape
-        impl = self.impl(h, w)
+        impl = self.impl(b, h, w)
         if impl == "conv":
             y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
             return act_(to_channels_last(y), self.act)
@@ -143,8 +144,8 @@ class FusedConv(nn.Module):
 
     def _gemm(self, a: torch.Tensor) -> torch.Tensor:
         """`a @ W + bias` for the `(P, kh*kw*C)` patch matrix (grouped: one batched GEMM)."""
-        if self.groups == 1:
-            return torch.addmm(self.bias, a, self.gemm_weight[0])
+        if self.dense_gemm_weight is not None:
+            return torch.addmm(self.bias, a, self.dense_gemm_weight)
         g, k, n = self.gemm_weight.shape
         p = a.shape[0]
         out = torch.empty(p, g * n, dtype=a.dtype)

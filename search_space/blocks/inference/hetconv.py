@@ -9,9 +9,10 @@ strided view, no gather), and one batched GEMM over the `P` groups does the whol
 pointwise weights reordered to the cyclic order at fuse time.
 
 Two implementations, by map size:
-- `conv+gemm` (maps larger than 4x4): the kxk part is the grouped convolution (`groups = P`),
-  then the 1x1 part is accumulated in place into its output by one batched GEMM.
-- `im2col` (maps up to 4x4, where the layer is bound by reading its weights): group `j`'s rows
+- `conv+gemm`: the kxk part is the grouped convolution (`groups = P`), then the 1x1 part is
+  accumulated in place into its output by one batched GEMM.
+- `im2col` (up to 16 pixels in the batch, e.g. VGG's 4x4 and 2x2 maps at batch 1, where the
+  layer is bound by reading its weights): group `j`'s rows
   are `[kxk patch of input group j | its 1x1 window]`, so the whole layer is one batched GEMM
   with contraction `M/P*k*k + (M - M/P)` on weights laid out once at fuse time.
 """
@@ -33,7 +34,7 @@ from search_space.blocks.inference.folding import (
     to_channels_last,
 )
 
-IM2COL_MAX_PIXELS = 4 * 4  # one batched GEMM over patch rows on maps up to 4x4
+IM2COL_MAX_ROWS = 4 * 4  # one batched GEMM over the patch rows up to 16 pixels in the batch
 
 
 def cyclic_others(cin: int, part: int) -> torch.Tensor:
@@ -80,8 +81,8 @@ class FusedHetConv(nn.Module):
         self.part, self.kernel, self.stride = part, k, int(spatial.stride[0])
         self.act = act_name(block.act)
 
-    def impl(self, h: int, w: int) -> str:
-        return "im2col" if h * w <= IM2COL_MAX_PIXELS else "conv+gemm"
+    def impl(self, b: int, h: int, w: int) -> str:
+        return "im2col" if b * h * w <= IM2COL_MAX_ROWS else "conv+gemm"
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """`(P, pixels, M - M/P)`: group j's 1x1 operand, a window of the doubled rows."""
@@ -96,7 +97,7 @@ class FusedHetConv(nn.Module):
         x = to_channels_last(x)
         b, cin, h, w = x.shape
         s, k, part = self.stride, self.kernel, self.part
-        if self.impl(h, w) == "conv+gemm":
+        if self.impl(b, h, w) == "conv+gemm":
             y = to_channels_last(
                 F.conv2d(x, self.spatial_weight, self.spatial_bias, s, k // 2, 1, part)
             )

@@ -148,6 +148,21 @@ def fuse_chain(units: list[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*fused).eval()
 
 
+def preferred_order(module: nn.Module) -> Order:
+    """The channel order `module`'s fused form reads without a reorder (`None`: natural)."""
+    return _wanted([module], 0)
+
+
+def fuse_block(module: nn.Module, *, in_order: Order = None, out_order: Order = None) -> nn.Module:
+    """Fused form of one block (or layer) that receives its input stored in `in_order` and
+    writes `out_order` where it can (as it would inside a network); natural order otherwise."""
+    with torch.no_grad():
+        fuser = ORDERED.get(type(module))
+        if fuser is None:
+            return _natural(_fuse_plain(module), in_order, _channels_in(module))[0]
+        return fuser(module, in_order, out_order)[0]
+
+
 def fuse_for_inference(module: nn.Module) -> nn.Module:
     """Inference-only fused copy of a block, head or `Network` (same function in eval mode)."""
     from search_space.builder import Network
