@@ -138,8 +138,8 @@ CLC_CASES = [
     (16, 32, 8, 1, None, 1, True),  # g2 = 1: one GEMM over both blocks (K split)
     (32, 32, 4, 8, None, 1, True),  # CRF 8: grouped-conv path
     (8, 16, 2, 2, 16, 1, True),  # mid != in, r = 8: grouped-conv path
-    (16, 16, 8, 2, None, 2, False),  # clcNet-Ap: no interlace, grouped-conv path
-    (16, 16, 16, 2, None, 1, False),  # no interlace but r = 1: depthwise
+    (16, 16, 8, 2, None, 2, False),  # clcNet-Ap: no interlace; GC reads every block
+    (16, 16, 16, 2, None, 1, False),  # no interlace, r = 1
 ]
 
 CLC_PATHS = {

@@ -22,8 +22,9 @@ pairing); they then form equally long, evenly spaced runs of output columns, and
 GEMM per group writes all runs in place (the input rows are shared by the runs: a stride-0
 batch). BN2 is folded, bias and ReLU are applied in place.
 
-Other shapes (CRF sizes above 2, where oneDNN's grouped convolution is as fast on this CPU, and
-`interlace = false` with `r > 1`) use the grouped convolution and read the interlace as a
+Without the interlace (clcNet-Ap) the same depthwise outputs are read by the GC as column
+slices of every block (one GEMM per block). CRF sizes above 2, where oneDNN's grouped
+convolution is as fast on this CPU, use the grouped convolution and read the interlace as a
 strided view.
 """
 
@@ -62,8 +63,7 @@ def uses_depthwise(block: ClcBlock) -> bool:
     """Whether the block's IGC runs as depthwise convolutions (the "Z" path)."""
     conv = block.igc.conv
     c, r = conv.in_channels // conv.groups, conv.out_channels // conv.groups
-    interlace = not isinstance(block.igc.interlace, nn.Identity)
-    return (interlace or r == 1) and c <= Z_MAX_CRF and r <= Z_MAX_OUT
+    return c <= Z_MAX_CRF and r <= Z_MAX_OUT
 
 
 def wanted_order(block: ClcBlock) -> Order:
@@ -117,24 +117,42 @@ class FusedClc(nn.Module):
         self.n_out = n_out
         self.bias = b2 if out_order is None else b2[out_order]
         n_g, l_g = n_out // g2, mid // g2
-        width = g1 if (self.zpath or self.interlace) else mid  # IGC output block width
         self.groups: list[_GroupGemm] = []
         for j in range(g2):
             chans = torch.arange(j * n_g, (j + 1) * n_g)
             chans = chans[torch.argsort(out_pos[chans])]
             runs = _runs(out_pos[chans].tolist())
             layout = _regular(runs)
-            wj = w2[chans]  # (n_g, l_g): column q reads interlaced position j*l_g + q
+            wj = w2[chans]  # (n_g, l_g): column q reads IGC output position j*l_g + q
             pieces = []
-            p0 = j * l_g
-            while p0 < (j + 1) * l_g:  # one piece per IGC output block the group reads
-                p1 = min((p0 // width + 1) * width, (j + 1) * l_g)
-                wt = wj[:, p0 - j * l_g : p1 - j * l_g].t()  # (K, n_g)
+            for m, col, qs in self._column_runs(range(j * l_g, (j + 1) * l_g)):
+                wt = wj[:, [q - j * l_g for q in qs]].t()  # (K, n_g)
                 if layout is not None:  # (runs, K, run length)
                     wt = wt.reshape(wt.shape[0], len(runs), -1).transpose(0, 1)
-                pieces.append(_Piece(p0, p1 - p0, wt.contiguous()))
-                p0 = p1
+                pieces.append(_Piece(m, col, len(qs), m * g1 + col, wt.contiguous()))
             self.groups.append(_GroupGemm(pieces, runs, layout))
+
+    def _column_runs(self, positions: range) -> list[tuple[int, int, list[int]]]:
+        """Split IGC output positions into `(m, first column, positions)` runs of consecutive
+        columns of one output block `m` (what one GEMM operand can read)."""
+        g1, r = self.g1, self.r
+        if self.interlace:  # position m*g1 + i: block m, column i
+            where = [(p // g1, p % g1) for p in positions]
+        elif self.zpath:  # no interlace: position i*r + m is output m of group i
+            where = [(p % r, p // r) for p in positions]
+        else:  # grouped conv without interlace: one block in conv order
+            where = [(0, p) for p in positions]
+        out: list[tuple[int, int, list[int]]] = []
+        for m in sorted({m for m, _ in where}):
+            cols = sorted(
+                (col, p) for (mm, col), p in zip(where, positions, strict=True) if mm == m
+            )
+            for col, p in cols:
+                if out and out[-1][0] == m and out[-1][1] + len(out[-1][2]) == col:
+                    out[-1][2].append(p)
+                else:
+                    out.append((m, col, [p]))
+        return out
 
     def _igc(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int, int]:
         """The interlaced IGC output as row matrices, one per block of positions, and
@@ -213,20 +231,18 @@ def _regular(runs: list[_Run]) -> tuple[int, int, int] | None:
 
 @dataclass(frozen=True)
 class _Piece:
-    """Interlaced positions `[start, start + width)` (within one IGC output block of `g1`
-    positions), times `weight`."""
+    """Columns `[col, col + width)` of IGC output block `m` (column `merged` of the one tensor
+    when a single call produced every block), times `weight`."""
 
-    start: int
+    m: int
+    col: int
     width: int
+    merged: int
     weight: torch.Tensor  # (K, n) or, for a regular group, (runs, K, run length)
 
     def rows(self, blocks: list[torch.Tensor], runs: int = 0) -> torch.Tensor:
         """The `(P, width)` input rows; with `runs`, repeated as a `(runs, P, width)` batch."""
-        if len(blocks) == 1:  # one tensor holds every position
-            block, col = blocks[0], self.start
-        else:  # one block per IGC output m, `g1` positions each
-            g1 = blocks[0].shape[1]
-            block, col = blocks[self.start // g1], self.start % g1
+        block, col = (blocks[0], self.merged) if len(blocks) == 1 else (blocks[self.m], self.col)
         p, ld = block.shape[0], block.stride(0)
         if runs and block.stride(1) == 1:  # one view: rows shared by every run (stride 0)
             shape, strides = (runs, p, self.width), (0, ld, 1)
