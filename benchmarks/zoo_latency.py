@@ -1,8 +1,9 @@
 """Every ImageNet zoo model's latency relative to MobileNetV1 and MobileNetV2, measured in the
 same run, beside its MAdds ratio; and the HetConv VGG-16 (CIFAR-10) parts relative to P1.
 
-Three columns of latency per model, each from one interleaved run (round-robin over the
-models, `--repeats` rounds, medians) at batch 1 on the model's own resolution:
+Three columns of latency per model, all from one interleaved run (every round runs each model
+in each column once, round-robin; `--repeats` rounds; medians) at batch 1 on the model's own
+resolution:
 - `fast`: eager PyTorch, `build_model(arch)` under `torch.inference_mode()` (the fused form),
 - `ref`: eager PyTorch, the reference modules (`fast=False`),
 - `ort`: ONNX Runtime on the exported graph (`clnas export-onnx`).
@@ -34,16 +35,15 @@ COLUMNS: dict[str, tuple[Backend, bool]] = {
 def measure(
     names: list[str], columns: list[str], threads: int, repeats: int, warmup: int
 ) -> dict[str, dict[str, LatencyReport]]:
-    """`{column: {model: report}}`, one interleaved run per column."""
-    out: dict[str, dict[str, LatencyReport]] = {}
+    """`{column: {model: report}}` from one interleaved run over every (column, model)."""
+    runners = {}
     for column in columns:
         backend, fast = COLUMNS[column]
-        runners = {
-            name: make_runner(name, backend=backend, fast=fast, threads=threads) for name in names
-        }
-        out[column] = compare_latency(runners, threads=threads, warmup=warmup, repeats=repeats)
-        print(f"  measured {column} ({len(names)} models)", flush=True)
-    return out
+        for name in names:
+            runners[column, name] = make_runner(name, backend=backend, fast=fast, threads=threads)
+    keyed = {f"{column}/{name}": r for (column, name), r in runners.items()}
+    reports = compare_latency(keyed, threads=threads, warmup=warmup, repeats=repeats)
+    return {c: {n: reports[f"{c}/{n}"] for n in names} for c in columns}
 
 
 def table(

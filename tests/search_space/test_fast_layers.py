@@ -207,12 +207,19 @@ HET_CASES = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["conv+gemm", "im2col"])
+HET_IMPLS = {
+    "conv+gemm": {"IM2COL_MAX_ROWS": 0, "GEMM_MIN_GROUP_OUT": 0},
+    "im2col": {"IM2COL_MAX_ROWS": HUGE, "GEMM_MIN_GROUP_OUT": 0},
+    "conv+conv": {"GEMM_MIN_GROUP_OUT": HUGE},
+}
+
+
+@pytest.mark.parametrize("impl", sorted(HET_IMPLS))
 @pytest.mark.parametrize(("cin", "cout", "part", "kernel", "stride", "bias"), HET_CASES)
 def test_fused_hetconv_equals_hetconv_block(
     monkeypatch, impl, cin, cout, part, kernel, stride, bias
 ):
-    monkeypatch.setattr(fused_het, "IM2COL_MAX_ROWS", HUGE if impl == "im2col" else 0)
+    force(monkeypatch, fused_het, **HET_IMPLS[impl])
     spec = HetConvStage(block="hetconv", out=cout, part=part, kernel=kernel, bias=bias)
     ref = randomise_bn(HetConvBlock(spec, cin=cin, cout=cout, stride=stride, first=True))
     fused = fuse_hetconv(ref)

@@ -81,9 +81,12 @@ def rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def from_rows(m: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of `rows`: a contiguous `(B*H*W, C)` matrix as a channels_last `(B, C, H, W)`."""
+    """Inverse of `rows`: a `(B*H*W, C)` matrix as a channels_last `(B, C, H, W)` tensor (a
+    view when `m` is contiguous)."""
     c = m.shape[1]
-    return m.as_strided((b, c, h, w), (h * w * c, 1, w * c, c), m.storage_offset())
+    if m.is_contiguous():
+        return m.as_strided((b, c, h, w), (h * w * c, 1, w * c, c), m.storage_offset())
+    return m.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
 def act_(x: torch.Tensor, act: str) -> torch.Tensor:
