@@ -11,9 +11,12 @@ pointwise weights reordered to the cyclic order at fuse time.
 Three implementations, by shape:
 - `conv+gemm`: the kxk part is the grouped convolution (`groups = P`), then the 1x1 part is
   accumulated in place into its output by one batched GEMM.
-- `conv+conv` (fewer than 16 outputs per group, e.g. P >= 32 on VGG widths, where a batched GEMM
-  with so narrow an output is slow): the windows are copied out as channels and the 1x1 part is
-  oneDNN's grouped 1x1 convolution, added to the kxk part.
+- `nchw` (fewer than 16 outputs per group, e.g. P >= 32 on VGG widths, unless the kxk part is
+  depthwise): a batched GEMM with so narrow an output is slow, and so is gathering single
+  values from channels_last rows; the reference structure (grouped kxk conv + a channel gather,
+  which copies whole planes in NCHW, + grouped 1x1 conv) with BN folded and the add/ReLU in
+  place is fastest there. With one input channel per group ("part = in") the kxk part is a
+  depthwise convolution, which oneDNN runs several times slower in NCHW: `conv+gemm` again.
 - `im2col` (up to 16 pixels in the batch, e.g. VGG's 4x4 and 2x2 maps at batch 1, where the
   layer is bound by reading its weights): group `j`'s rows
   are `[kxk patch of input group j | its 1x1 window]`, so the whole layer is one batched GEMM
@@ -38,7 +41,7 @@ from search_space.blocks.inference.folding import (
 )
 
 IM2COL_MAX_ROWS = 4 * 4  # one batched GEMM over the patch rows up to 16 pixels in the batch
-GEMM_MIN_GROUP_OUT = 16  # below this many outputs per group, oneDNN's grouped 1x1 conv wins
+GEMM_MIN_GROUP_OUT = 16  # below this many outputs per group the NCHW form wins
 
 
 def cyclic_others(cin: int, part: int) -> torch.Tensor:
@@ -52,6 +55,8 @@ class FusedHetConv(nn.Module):
     spatial_bias: torch.Tensor
     pointwise_weight: torch.Tensor
     pointwise_conv_weight: torch.Tensor
+    gather: torch.Tensor
+    spatial_weight_nchw: torch.Tensor
     gemm_weight: torch.Tensor
 
     def __init__(self, block: HetConvBlock):
@@ -77,8 +82,10 @@ class FusedHetConv(nn.Module):
             wp_g[j] = wp[j * n : (j + 1) * n][:, perm].t()
         self.register_buffer("pointwise_weight", wp_g.contiguous(), persistent=False)
         # the same, as a grouped 1x1 convolution over the windows laid out as channels
-        conv_w = wp_g.transpose(1, 2).reshape(cout, cin - m, 1, 1).contiguous()
-        self.register_buffer("pointwise_conv_weight", conv_w, persistent=False)
+        # NCHW form: the module's own layout (increasing order), as a grouped 1x1 convolution.
+        self.register_buffer("pointwise_conv_weight", wp.view(cout, cin - m, 1, 1), False)
+        self.register_buffer("gather", het.gather.clone(), persistent=False)
+        self.register_buffer("spatial_weight_nchw", ws.contiguous(), persistent=False)
         self.register_buffer(
             "spatial_weight", ws.contiguous(memory_format=torch.channels_last), persistent=False
         )
@@ -86,12 +93,13 @@ class FusedHetConv(nn.Module):
         # (P, k*k*m + M - m, n): [kxk rows in (kh, kw, c) order ; cyclic 1x1 rows], per group.
         ws_g = ws.view(part, n, m, k, k).permute(0, 3, 4, 2, 1).reshape(part, k * k * m, n)
         self.register_buffer("gemm_weight", torch.cat([ws_g, wp_g], 1).contiguous(), False)
-        self.part, self.kernel, self.stride, self.group_out = part, k, int(spatial.stride[0]), n
+        self.part, self.kernel, self.stride = part, k, int(spatial.stride[0])
+        self.group_in, self.group_out = m, n
         self.act = act_name(block.act)
 
     def impl(self, b: int, h: int, w: int) -> str:
-        if self.group_out < GEMM_MIN_GROUP_OUT:
-            return "conv+conv"
+        if self.group_out < GEMM_MIN_GROUP_OUT and self.group_in > 1:
+            return "nchw"
         return "im2col" if b * h * w <= IM2COL_MAX_ROWS else "conv+gemm"
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,23 +112,23 @@ class FusedHetConv(nn.Module):
         return doubled.as_strided((self.part, p, cin - m), (m, 2 * cin, 1), m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = to_channels_last(x)
         b, cin, h, w = x.shape
         s, k, part = self.stride, self.kernel, self.part
         impl = self.impl(b, h, w)
-        if impl != "im2col":
+        if impl == "nchw":  # the reference layer's structure with BN folded
+            x = x.contiguous()
+            y = F.conv2d(x, self.spatial_weight_nchw, self.spatial_bias, s, k // 2, 1, part)
+            g = x.index_select(1, self.gather)  # whole planes: cheap in NCHW
+            y.add_(F.conv2d(g, self.pointwise_conv_weight, None, s, 0, 1, part))
+            return act_(y, self.act)
+        x = to_channels_last(x)
+        if impl == "conv+gemm":
             y = to_channels_last(
                 F.conv2d(x, self.spatial_weight, self.spatial_bias, s, k // 2, 1, part)
             )
-            cout, ho, wo = y.shape[1:]
-            if impl == "conv+gemm":
-                yv = rows(y).view(-1, part, cout // part).transpose(0, 1)
-                torch.baddbmm(yv, self._windows(x), self.pointwise_weight, out=yv)
-            else:  # the windows as channels (one copy), then a grouped 1x1 convolution
-                taps = from_rows(
-                    self._windows(x).transpose(0, 1).reshape(b * ho * wo, -1), b, ho, wo
-                )
-                y.add_(F.conv2d(taps, self.pointwise_conv_weight, None, 1, 0, 1, part))
+            cout = y.shape[1]
+            yv = rows(y).view(-1, part, cout // part).transpose(0, 1)
+            torch.baddbmm(yv, self._windows(x), self.pointwise_weight, out=yv)
             return act_(y, self.act)
         patches = im2col(x, (k, k), (s, s))
         _, ho, wo = patches.shape[:3]
