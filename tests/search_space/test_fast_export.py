@@ -44,7 +44,8 @@ def test_exported_graph_matches_the_network(name):
     with torch.no_grad():
         ref = model(x).numpy()
     assert y.shape == ref.shape
-    assert np.abs(y - ref).max() < 1e-5 * max(1.0, np.abs(ref).max())
+    # float32 in two runtimes (ORT folds BN, different kernels): rounding-level agreement
+    assert np.abs(y - ref).max() < 5e-5 * max(1.0, np.abs(ref).max())
 
 
 def test_cli_export_onnx(tmp_path, capsys):
