@@ -7,8 +7,9 @@ wants its input in a particular channel order (the fast IGC's pairing) gets it f
 before whenever that layer can write any order for free (a dense convolution, a CLC block's
 GEMMs, a depthwise separable block's pointwise convolution); otherwise one gather reorders.
 
-The fused module is for `torch.inference_mode()` on CPU: it holds detached copies of the
-weights (so it never sees later training) and is rebuilt by `Network` when parameters change.
+The fused module is for `torch.inference_mode()` on CPU. It holds folded copies of the weights
+(a few small parameters without a fused form, e.g. e-ANT's mixing logits, are read from the
+reference module), so `Network` rebuilds it when anything it was built from changes.
 """
 
 from __future__ import annotations
