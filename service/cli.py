@@ -1,4 +1,4 @@
-"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`, `train`."""
+"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`, `train`, `export-onnx`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import Arch, ArchError, load_arch, zoo_names
+from search_space.export import add_parser as add_export_parser
 from workers.full.cli import add_parser as add_train_parser
 
 console = Console()
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search_cmd.add_parser(sub)
     add_train_parser(sub)
+    add_export_parser(sub)
     return p
 
 

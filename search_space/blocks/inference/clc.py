@@ -1,0 +1,279 @@
+"""clcNet's CLC block for inference (SPEC §1.2): IGC -> BN -> GC -> BN -> ReLU, BN folded,
+channels_last, the interlace folded away.
+
+**IGC as depthwise convolutions ("Z" path).** Write `c = M/g1` (IGC inputs per group, its CRF
+size) and `r = L/g1` (outputs per group). Store the input *paired*: channel `i*c + t` at
+position `t*g1 + i`. Then the channels_last memory of the `(B, M, H, W)` input is, unchanged, a
+`(B, g1, H, c*W)` map whose pixel `(h, c*w + t)` holds channel `i*c + t` of pixel `(h, w)`. A
+depthwise convolution of that map with a `k x c*k` kernel and stride `(s, c*s)` computes, for
+channel `i`, `sum_{t,dh,dw} W[i*r + m, t, dh, dw] * x[i*c + t, h + dh, w + dw]`: output `m` of
+IGC group `i`, with exactly the IGC's multiply-adds (`r * g1 * c*k*k` per pixel
+`= L*(M/g1)*k*k`), on oneDNN's fast depthwise kernel instead of its slow small-group one. It is
+the clcNet paper's "IGC with CRF size 2 as two depthwise convolutions" without the extra add.
+Output `m` of every group lands at interlaced positions `m*g1 .. m*g1 + g1 - 1`
+(`out[m*g1 + i] = in[i*r + m]`): the interlace costs nothing. Up to 28x28 pixels in the batch
+the `r` outputs come from one call on the input repeated `r` times per pixel (a copy is cheaper
+than a second oneDNN call there); on larger inputs from `r` calls.
+
+**GC as GEMMs.** Group `j` of the grouped 1x1 convolution reads interlaced positions
+`[j*L/g2, (j+1)*L/g2)`, i.e. column slices of the IGC output. Its output channels are permuted
+in the weights so that they land in the order the next layer wants (the next CLC block's
+pairing); they then form equally long, evenly spaced runs of output columns, and one batched
+GEMM per group writes all runs in place (the input rows are shared by the runs: a stride-0
+batch). BN2 is folded, bias and ReLU are applied in place.
+
+Without the interlace (clcNet-Ap) the same depthwise outputs are read by the GC as column
+slices of every block (one GEMM per block). CRF sizes above 2, where oneDNN's grouped
+convolution is as fast on this CPU, use the grouped convolution and read the interlace as a
+strided view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.blocks.clc import ClcBlock
+from search_space.blocks.inference.folding import (
+    Order,
+    Reorder,
+    bn_affine,
+    fold_bn,
+    from_rows,
+    inverse,
+    rows,
+    same_order,
+    to_channels_last,
+)
+
+Z_MAX_CRF = 2  # c: the Z kernel is k x c*k; at c = 4 the grouped convolution is as fast
+Z_MAX_OUT = 2  # r: outputs per IGC group
+MERGED_Z_MAX_ROWS = 28 * 28  # up to here (B*H*W), repeating the input r times beats r calls
+
+
+def paired_order(channels: int, crf: int) -> torch.Tensor:
+    """Position `t*g1 + i` holds channel `i*c + t` (`c = crf`, `g1 = channels / c`)."""
+    return torch.arange(channels).view(channels // crf, crf).t().reshape(-1)
+
+
+def uses_depthwise(block: ClcBlock) -> bool:
+    """Whether the block's IGC runs as depthwise convolutions (the "Z" path)."""
+    conv = block.igc.conv
+    c, r = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    return c <= Z_MAX_CRF and r <= Z_MAX_OUT
+
+
+def wanted_order(block: ClcBlock) -> Order:
+    """The input order the fused block reads without a reorder (`None`: natural)."""
+    conv = block.igc.conv
+    if not uses_depthwise(block):
+        return None
+    return paired_order(conv.in_channels, conv.in_channels // conv.groups)
+
+
+class FusedClc(nn.Module):
+    """Inference form of a `ClcBlock` (see the module docstring)."""
+
+    def __init__(self, block: ClcBlock, *, in_order: Order = None, out_order: Order = None):
+        super().__init__()
+        conv = block.igc.conv
+        m_in, mid, g1, k = conv.in_channels, conv.out_channels, conv.groups, conv.kernel_size[0]
+        c, r = m_in // g1, mid // g1
+        self.interlace = not isinstance(block.igc.interlace, nn.Identity)
+        self.stride, self.kernel, self.crf, self.g1, self.r = int(conv.stride[0]), k, c, g1, r
+        self.zpath = uses_depthwise(block)
+        wanted = wanted_order(block)
+        self.reorder = None if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
+
+        # IGC + BN1 folded, in conv-output order: BN1 sits after the interlace, at position p.
+        pos = torch.arange(mid)
+        src = (pos % g1) * r + pos // g1 if self.interlace else pos  # conv channel at p
+        scale, shift = bn_affine(block.bn)
+        w1 = torch.empty_like(conv.weight.detach())
+        b1 = torch.empty(mid, dtype=w1.dtype)
+        w1[src] = conv.weight.detach()[src] * scale.view(-1, 1, 1, 1)
+        b1[src] = shift
+        if self.zpath:
+            # K_m[i, 0, dh, c*dw + t] = W1[i*r + m, t, dh, dw]; merged: channel m*g1 + i.
+            zw = w1.view(g1, r, c, k, k).permute(1, 0, 3, 4, 2).reshape(r * g1, 1, k, k * c)
+            self.igc_weight = zw.contiguous(memory_format=torch.channels_last)
+            self.igc_bias = b1.view(g1, r).t().reshape(-1).contiguous()
+            self.z_weights = [self.igc_weight[m * g1 : (m + 1) * g1] for m in range(r)]
+            self.z_biases = [self.igc_bias[m * g1 : (m + 1) * g1] for m in range(r)]
+        else:
+            self.igc_weight = w1.contiguous(memory_format=torch.channels_last)
+            self.igc_bias = b1
+
+        # GC + BN2 folded; group j's output channels sorted by their stored position.
+        gc_conv = block.gc[0]
+        assert isinstance(gc_conv, nn.Conv2d)
+        n_out, g2 = gc_conv.out_channels, gc_conv.groups
+        w2, b2 = fold_bn(gc_conv.weight, gc_conv.bias, block.gc[1])
+        w2 = w2.view(n_out, mid // g2)
+        out_pos = torch.arange(n_out) if out_order is None else inverse(out_order)
+        self.n_out = n_out
+        self.bias = b2 if out_order is None else b2[out_order]
+        n_g, l_g = n_out // g2, mid // g2
+        self.groups: list[_GroupGemm] = []
+        for j in range(g2):
+            chans = torch.arange(j * n_g, (j + 1) * n_g)
+            chans = chans[torch.argsort(out_pos[chans])]
+            runs = _runs(out_pos[chans].tolist())
+            layout = _regular(runs)
+            wj = w2[chans]  # (n_g, l_g): column q reads IGC output position j*l_g + q
+            pieces = []
+            for m, col, qs in self._column_runs(range(j * l_g, (j + 1) * l_g)):
+                wt = wj[:, [q - j * l_g for q in qs]].t()  # (K, n_g)
+                if layout is not None:  # (runs, K, run length)
+                    wt = wt.reshape(wt.shape[0], len(runs), -1).transpose(0, 1)
+                pieces.append(_Piece(m, col, len(qs), m * g1 + col, wt.contiguous()))
+            self.groups.append(_GroupGemm(pieces, runs, layout))
+
+    def _column_runs(self, positions: range) -> list[tuple[int, int, list[int]]]:
+        """Split IGC output positions into `(m, first column, positions)` runs of consecutive
+        columns of one output block `m` (what one GEMM operand can read)."""
+        g1, r = self.g1, self.r
+        if self.interlace:  # position m*g1 + i: block m, column i
+            where = [(p // g1, p % g1) for p in positions]
+        elif self.zpath:  # no interlace: position i*r + m is output m of group i
+            where = [(p % r, p // r) for p in positions]
+        else:  # grouped conv without interlace: one block in conv order
+            where = [(0, p) for p in positions]
+        out: list[tuple[int, int, list[int]]] = []
+        for m in sorted({m for m, _ in where}):
+            cols = sorted(
+                (col, p) for (mm, col), p in zip(where, positions, strict=True) if mm == m
+            )
+            for col, p in cols:
+                if out and out[-1][0] == m and out[-1][1] + len(out[-1][2]) == col:
+                    out[-1][2].append(p)
+                else:
+                    out.append((m, col, [p]))
+        return out
+
+    def _igc(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int, int]:
+        """The interlaced IGC output as row matrices, one per block of positions, and
+        `(B, Ho, Wo)`."""
+        b, m_in, h, w = x.shape
+        s, k, c, r, g1 = self.stride, self.kernel, self.crf, self.r, self.g1
+        if not self.zpath:
+            y = to_channels_last(F.conv2d(x, self.igc_weight, self.igc_bias, s, k // 2, 1, g1))
+            yr = rows(y)
+            if not self.interlace:
+                return [yr], b, y.shape[2], y.shape[3]
+            inter = yr.view(-1, g1, r)  # position m*g1 + i is inter[:, i, m]
+            return [inter[:, :, m] for m in range(r)], b, y.shape[2], y.shape[3]
+        # The Z map: pixel (h, c*w + t), channel i holds input channel i*c + t of pixel (h, w);
+        # the channels_last input already is it in memory.
+        wc, off = w * c, x.storage_offset()
+        stride, padding = (s, c * s), (k // 2, c * (k // 2))
+        if b * h * w <= MERGED_Z_MAX_ROWS:  # the input r times per pixel: channel m*g1 + i
+            rep = x.as_strided((b, h, wc, r, g1), (h * w * m_in, w * m_in, g1, 0, 1), off)
+            z = rep.contiguous().as_strided(
+                (b, r * g1, h, wc), (h * wc * r * g1, 1, wc * r * g1, r * g1)
+            )
+            y = to_channels_last(
+                F.conv2d(z, self.igc_weight, self.igc_bias, stride, padding, 1, r * g1)
+            )
+            return [rows(y)], b, y.shape[2], y.shape[3]
+        z = x.as_strided((b, g1, h, wc), (h * w * m_in, 1, w * m_in, g1), off)
+        ys = [
+            to_channels_last(F.conv2d(z, wm, bm, stride, padding, 1, g1))
+            for wm, bm in zip(self.z_weights, self.z_biases, strict=True)
+        ]
+        return [rows(y) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_channels_last(x)
+        if self.reorder is not None:
+            x = self.reorder(x)
+        blocks, b, ho, wo = self._igc(x)
+        out = torch.empty(blocks[0].shape[0], self.n_out, dtype=blocks[0].dtype)
+        for group in self.groups:
+            group.write(blocks, out)
+        out.add_(self.bias).relu_()
+        return from_rows(out, b, ho, wo)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Columns `[src, src + length)` of a group's GEMM output go to `[dst, dst + length)`."""
+
+    src: int
+    dst: int
+    length: int
+
+
+def _runs(positions: list[int]) -> list[_Run]:
+    runs: list[_Run] = []
+    for src, dst in enumerate(positions):
+        if runs and runs[-1].dst + runs[-1].length == dst:
+            last = runs[-1]
+            runs[-1] = _Run(last.src, last.dst, last.length + 1)
+        else:
+            runs.append(_Run(src, dst, 1))
+    return runs
+
+
+def _regular(runs: list[_Run]) -> tuple[int, int, int] | None:
+    """`(first, spacing, length)` when the runs are equally long, consecutive in the GEMM output
+    and evenly spaced in the block output."""
+    length = runs[0].length
+    step = runs[1].dst - runs[0].dst if len(runs) > 1 else length
+    for i, run in enumerate(runs):
+        if run.length != length or run.src != i * length or run.dst != runs[0].dst + i * step:
+            return None
+    return runs[0].dst, step, length
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Columns `[col, col + width)` of IGC output block `m` (column `merged` of the one tensor
+    when a single call produced every block), times `weight`."""
+
+    m: int
+    col: int
+    width: int
+    merged: int
+    weight: torch.Tensor  # (K, n) or, for a regular group, (runs, K, run length)
+
+    def rows(self, blocks: list[torch.Tensor], runs: int = 0) -> torch.Tensor:
+        """The `(P, width)` input rows; with `runs`, repeated as a `(runs, P, width)` batch."""
+        block, col = (blocks[0], self.merged) if len(blocks) == 1 else (blocks[self.m], self.col)
+        p, ld = block.shape[0], block.stride(0)
+        if runs and block.stride(1) == 1:  # one view: rows shared by every run (stride 0)
+            shape, strides = (runs, p, self.width), (0, ld, 1)
+            return block.as_strided(shape, strides, block.storage_offset() + col)
+        a = block[:, col : col + self.width]
+        return a.unsqueeze(0).expand(runs, -1, -1) if runs else a
+
+
+@dataclass(frozen=True)
+class _GroupGemm:
+    """One GC group: GEMMs over the IGC pieces it reads, written to its output runs."""
+
+    pieces: list[_Piece]
+    runs: list[_Run]
+    layout: tuple[int, int, int] | None  # (first column, spacing, run length) if regular
+
+    def write(self, blocks: list[torch.Tensor], out: torch.Tensor) -> None:
+        if self.layout is None:
+            g = torch.mm(self.pieces[0].rows(blocks), self.pieces[0].weight)
+            for piece in self.pieces[1:]:
+                g = torch.addmm(g, piece.rows(blocks), piece.weight)
+            for run in self.runs:
+                out[:, run.dst : run.dst + run.length].copy_(g[:, run.src : run.src + run.length])
+            return
+        first, step, length = self.layout
+        p, n = out.shape
+        shape, strides = (len(self.runs), p, length), (step, n, 1)
+        view = out.as_strided(shape, strides, out.storage_offset() + first)
+        for i, piece in enumerate(self.pieces):
+            a = piece.rows(blocks, len(self.runs))
+            if i == 0:
+                torch.bmm(a, piece.weight, out=view)
+            else:
+                torch.baddbmm(view, a, piece.weight, out=view)

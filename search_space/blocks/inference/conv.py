@@ -1,0 +1,160 @@
+"""Convolution + folded BatchNorm + activation in channels_last, with the implementation chosen
+per shape (measured on a 2-core AVX-512 CPU, PyTorch 2.13; see benchmarks/block_latency.py):
+
+- `conv`: oneDNN through `F.conv2d` on channels_last input. Best for kxk convolutions on maps
+  larger than 8x8 and for 1x1 convolutions on large maps. (On NCHW input the same oneDNN call
+  is 2-10x slower at 2 threads, which is why everything fused here stays channels_last.)
+- `gemm`: a 1x1 convolution is a matrix product of the `(B*H*W, C)` rows that a channels_last
+  tensor already is; MKL beats oneDNN's 1x1 convolution on small maps (<= 28x28 dense, <= 14x14
+  grouped), where oneDNN re-lays-out its weights on every call.
+- `im2col`: with few pixels in the batch (<= 64: VGG on CIFAR after three pools, at batch 1) a
+  kxk convolution is bound by reading its weights; one patch copy plus one GEMM on
+  pre-transposed weights reads them once, where oneDNN re-lays them out per call.
+
+Every implementation executes exactly the convolution's multiply-adds (no masking, no padding
+of the contraction): `B*Ho*Wo*N*(C/g)*k*k`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.blocks.inference.folding import (
+    Order,
+    act_,
+    act_name,
+    fold_bn,
+    from_rows,
+    rows,
+    to_channels_last,
+)
+
+GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: MKL GEMM on maps up to 28x28
+GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: batched GEMM up to 14x14
+IM2COL_MAX_ROWS = 8 * 8  # kxk: patch matrix + GEMM up to 64 pixels in the batch
+
+
+def im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """Patch view `(B, Ho, Wo, kh, kw, C)` of a channels_last map (`padding = k // 2`)."""
+    kh, kw = kernel
+    xp = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+    return xp.unfold(1, kh, stride[0]).unfold(2, kw, stride[1]).permute(0, 1, 2, 4, 5, 3)
+
+
+class FusedConv(nn.Module):
+    """`act(bn(conv(x)))` with BN folded, input and output channels_last.
+
+    `in_order`/`out_order` (dense convolutions only; a depthwise convolution keeps its input's
+    order) fold channel permutations into the weights.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    gemm_weight: torch.Tensor
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        *,
+        stride: tuple[int, int],
+        groups: int,
+        act: str,
+        in_order: Order = None,
+        out_order: Order = None,
+    ):
+        super().__init__()
+        cout, per_group, kh, kw = weight.shape
+        depthwise = groups > 1 and per_group == 1 and cout == groups
+        if groups > 1 and not depthwise and (in_order is not None or out_order is not None):
+            raise ValueError("a grouped convolution only runs in the natural channel order")
+        if depthwise:
+            if (in_order is None) != (out_order is None) or (
+                in_order is not None and not torch.equal(in_order, out_order)  # type: ignore[arg-type]
+            ):
+                raise ValueError("a depthwise convolution keeps its input's channel order")
+            if out_order is not None:
+                weight, bias = weight[out_order], bias[out_order]
+        else:
+            if out_order is not None:
+                weight, bias = weight[out_order], bias[out_order]
+            if in_order is not None:
+                weight = weight[:, in_order]
+        # channels_last weights: oneDNN would otherwise re-lay them out on every call
+        cl_weight = weight.contiguous(memory_format=torch.channels_last)
+        self.register_buffer("weight", cl_weight, persistent=False)
+        self.register_buffer("bias", bias.contiguous(), persistent=False)
+        self.stride, self.groups, self.act = stride, groups, act
+        self.kernel = (kh, kw)
+        self.padding = (kh // 2, kw // 2)
+        g, n = groups, cout // groups
+        if depthwise:
+            gemm = torch.empty(0)
+        else:
+            # (g, kh*kw*C/g, N/g): rows ordered (kh, kw, c) like the patch view's last dims.
+            gemm = weight.view(g, n, per_group, kh, kw).permute(0, 3, 4, 2, 1)
+            gemm = gemm.reshape(g, kh * kw * per_group, n).contiguous()
+        self.register_buffer("gemm_weight", gemm, persistent=False)
+        self.dense_gemm_weight = gemm[0] if groups == 1 and not depthwise else None
+        self.pointwise = kh == kw == 1 and stride == (1, 1)
+        self.depthwise = depthwise
+
+    @classmethod
+    def from_conv_bn_act(
+        cls, seq: nn.Sequential, *, in_order: Order = None, out_order: Order = None
+    ) -> FusedConv:
+        conv, bn, act = seq[0], seq[1], seq[2]
+        assert isinstance(conv, nn.Conv2d)
+        weight, bias = fold_bn(conv.weight, conv.bias, bn)
+        return cls(
+            weight,
+            bias,
+            stride=(int(conv.stride[0]), int(conv.stride[1])),
+            groups=conv.groups,
+            act=act_name(act),
+            in_order=in_order,
+            out_order=out_order,
+        )
+
+    def impl(self, b: int, h: int, w: int) -> str:
+        """The implementation used for a `(b, C, h, w)` input (module docstring)."""
+        if self.depthwise:
+            return "conv"
+        if self.pointwise:
+            limit = GEMM_MAX_PIXELS if self.groups == 1 else GROUPED_GEMM_MAX_PIXELS
+            return "gemm" if h * w <= limit else "conv"
+        return "im2col" if b * h * w <= IM2COL_MAX_ROWS else "conv"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_channels_last(x)
+        b, _, h, w = x.shape
+        impl = self.impl(b, h, w)
+        if impl == "conv":
+            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+            return act_(to_channels_last(y), self.act)
+        if impl == "gemm":
+            a, ho, wo = rows(x), h, w
+        else:
+            patches = im2col(x, self.kernel, self.stride)
+            _, ho, wo = patches.shape[:3]
+            a = patches.reshape(b * ho * wo, -1)
+        return act_(from_rows(self._gemm(a), b, ho, wo), self.act)
+
+    def _gemm(self, a: torch.Tensor) -> torch.Tensor:
+        """`a @ W + bias` for the `(P, kh*kw*C)` patch matrix (grouped: one batched GEMM)."""
+        if self.dense_gemm_weight is not None:
+            return torch.addmm(self.bias, a, self.dense_gemm_weight)
+        g, k, n = self.gemm_weight.shape
+        p = a.shape[0]
+        out = torch.empty(p, g * n, dtype=a.dtype)
+        # Group j reads its own columns of `a` and writes its own columns of `out`.
+        if self.pointwise:  # 1x1: group j's inputs are a contiguous column block
+            a_groups = a.view(p, g, k).transpose(0, 1)
+        else:  # patches (kh, kw, C): regroup once so each group's patch is contiguous
+            kk = self.kernel[0] * self.kernel[1]
+            a_groups = a.view(p, kk, g, k // kk).permute(2, 0, 1, 3).reshape(g, p, k)
+        out_v = out.view(p, g, n).transpose(0, 1)
+        torch.bmm(a_groups, self.gemm_weight, out=out_v)
+        return out.add_(self.bias)
