@@ -1,4 +1,4 @@
-"""The `clnas` command line: `zoo`, `show`, `validate`, `cost`, `groups`, `search`, `train`, `export-onnx`."""
+"""The `clnas` command line: zoo, show, validate, cost, groups, search, train, export-onnx."""
 
 from __future__ import annotations
 
