@@ -213,6 +213,9 @@ class Arch(_Strict):
     stem: Stem | None = None
     stages: Annotated[list[Stage], Field(min_length=1, max_length=64)]
     head: Head
+    # Free-form record of where the design came from (study, trial, metrics, versions); written
+    # by exports, ignored by the builder and the cost model.
+    provenance: dict[str, Any] | None = None
 
     # -- the walk -------------------------------------------------------------------------
     def stem_size(self, resolution: int | None = None) -> int:

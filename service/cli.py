@@ -1,4 +1,5 @@
-"""The `clnas` command line: zoo, show, validate, cost, groups, search, train, export-onnx."""
+"""The `clnas` command line: zoo, show, validate, cost, groups, search, serve, token, train,
+export-onnx."""
 
 from __future__ import annotations
 
@@ -249,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("--json", action="store_true")
     groups.set_defaults(func=cmd_groups)
 
-    from service import search_cmd
+    from service import search_cmd, serve_cmd
 
     search_cmd.add_parser(sub)
+    serve_cmd.add_parser(sub)
     add_train_parser(sub)
     add_export_parser(sub)
     return p

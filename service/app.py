@@ -1,0 +1,594 @@
+"""The REST control plane: `create_app(settings)` (issue 5). Reference: docs/API.md."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import optuna
+import yaml
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from search_space import ArchError, load_arch, zoo_names
+from search_space.arch import parse_arch
+from search_space.spaces import load_space, space_names
+from service import views
+from service.db import ACTIVE, StudyRow, TokenRow, hash_token, make_engine, migrate, sessions
+from service.db import ExportRow as ExportRecord
+from service.runner import StudyRunner
+from service.settings import Settings
+from workers.study import StudySpec, parse_study
+from workers.tune import (
+    BASELINE_ATTR,
+    REJECTED_ATTR,
+    StudyProgress,
+    baselines_study_name,
+    open_storage,
+    study_progress,
+)
+
+VERSION = views.versions()["clnas"]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="study id")]
+Number = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+StateName = Literal["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+
+
+# -- response models (what /openapi.json promises) ------------------------------------------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Progress(_Out):
+    n_trials: int
+    sampled: int
+    finished: int
+    rejected: int
+    running: int
+    completed: int
+    pruned: int
+    failed: int
+    front_size: int
+    baselines_done: int
+    baselines_total: int
+    rejected_by_reason: dict[str, int]
+
+
+class StudyOut(_Out):
+    id: int
+    name: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    dataset: str
+    synthetic: bool
+    space: str
+    objectives: list[str]
+    metrics: list[str]
+    directions: list[Literal["min", "max"]]
+    n_trials: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    progress: Progress
+    hypervolume: float | None
+    spec: dict[str, Any] | None = None
+
+
+class StudyList(_Out):
+    items: list[StudyOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class Reason(_Out):
+    constraint: str
+    value: float
+    limit: float
+    message: str
+
+
+class TrialOut(_Out):
+    number: int
+    state: StateName
+    rejected: bool
+    reasons: list[Reason]
+    values: dict[str, float] | None
+    cost: dict[str, Any] | None
+    stages: list[dict[str, Any]]
+    pruned_at_epoch: int | None
+    baseline: str | None
+    on_front: bool
+    epochs_done: int
+    started_at: str | None
+    finished_at: str | None
+    arch: dict[str, Any] | None = None
+    curve: list[dict[str, Any]] | None = None
+
+
+class TrialList(_Out):
+    items: list[TrialOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class FrontOut(_Out):
+    metrics: list[str]
+    directions: list[Literal["min", "max"]]
+    trials: list[TrialOut]
+
+
+class BaselinesOut(_Out):
+    items: list[TrialOut]
+
+
+class HvPoint(_Out):
+    trial: int
+    hypervolume: float
+
+
+class HvOut(_Out):
+    points: list[HvPoint]
+
+
+class CostIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arch: dict[str, Any]
+    resolution: Annotated[int, Field(ge=8, le=1024)] | None = None
+    num_classes: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class ZooOut(_Out):
+    name: str
+    madds: int
+    params: int
+    fcrf: bool | None
+    num_classes: int
+    resolution: int
+    blocks: list[str]
+
+
+class SpaceOut(_Out):
+    name: str
+    description: str
+    dataset: str
+    resolution: int
+    num_classes: int
+    blocks: list[str]
+
+
+class HealthOut(_Out):
+    status: Literal["ok"]
+    version: str
+    database: str
+    ray: str
+    studies_running: int
+
+
+# -- the app -------------------------------------------------------------------------------
+class State:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = make_engine(settings.db_url)
+        self.sessions = sessions(self.engine)
+        self.storage: optuna.storages.RDBStorage | None = None
+        self.runner: StudyRunner | None = None
+        self.specs: dict[int, StudySpec] = {}
+        self.lock = threading.Lock()
+        self.zoo: list[dict[str, Any]] | None = None
+
+    def spec(self, row: StudyRow) -> StudySpec:
+        with self.lock:
+            spec = self.specs.get(row.id)
+            if spec is None or spec.name != row.name:
+                spec = StudySpec.model_validate(row.spec)
+                self.specs[row.id] = spec
+            return spec
+
+    @property
+    def optuna(self) -> optuna.storages.RDBStorage:
+        assert self.storage is not None
+        return self.storage
+
+
+def _error_loc(path: str) -> list[str | int]:
+    """`stages[3].g1` -> ["stages", 3, "g1"]."""
+    out: list[str | int] = []
+    for part in path.replace("]", "").split("."):
+        name, *idx = part.split("[")
+        if name and name != "<root>":
+            out.append(name)
+        out += [int(i) for i in idx if i.isdigit()]
+    return out
+
+
+def arch_error_422(exc: ArchError, prefix: list[str | int]) -> HTTPException:
+    detail = [
+        {"loc": [*prefix, *_error_loc(p)], "msg": m, "type": "value_error"}
+        for p, m in exc.problems
+    ]
+    return HTTPException(422, detail=detail)
+
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def _db(request: Request) -> Iterator[Session]:
+    with request.app.state.clnas.sessions() as s:
+        yield s
+
+
+DB = Annotated[Session, Depends(_db)]
+
+
+def require_token(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    s: DB,
+) -> None:
+    """Every mutating endpoint: the configured token or one made by `clnas token create`."""
+    token = request.app.state.clnas.settings.token
+    has_db_tokens = s.scalar(select(func.count()).select_from(TokenRow)) or 0
+    if not token and not has_db_tokens:
+        return
+    given = creds.credentials if creds is not None else ""
+    if token and hmac.compare_digest(given.encode(), token.encode()):
+        return
+    if given and s.scalar(select(TokenRow).where(TokenRow.sha256 == hash_token(given))):
+        return
+    raise HTTPException(
+        401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+Auth = Depends(require_token)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = (settings or Settings.from_env()).resolved()
+    state = State(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(settings.db_url)
+        state.storage = open_storage(settings.db_url)  # creates / upgrades Optuna's tables
+        if settings.run_studies:
+            state.runner = StudyRunner(settings, state.sessions)
+            state.runner.start()
+        try:
+            yield
+        finally:
+            if state.runner is not None:
+                state.runner.stop()
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="clnas",
+        version=VERSION,
+        description="Architecture search over channel-local CNN blocks. See docs/API.md.",
+        lifespan=lifespan,
+    )
+    app.state.clnas = state
+
+    @app.exception_handler(ArchError)
+    async def _arch_error(_: Request, exc: ArchError) -> JSONResponse:
+        e = arch_error_422(exc, ["body"])
+        return JSONResponse({"detail": e.detail}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", "value_error"))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    def get_row(s: Session, study_id: int) -> StudyRow:
+        row = s.get(StudyRow, study_id)
+        if row is None:
+            raise HTTPException(404, detail=f"study {study_id} not found")
+        return row
+
+    def study_out(row: StudyRow, *, with_spec: bool = False) -> StudyOut:
+        spec = state.spec(row)
+        progress = study_progress(state.optuna, spec)
+        hv = None
+        if progress.front_size:
+            hv = views.hypervolume(spec, _front(spec))
+        return StudyOut(
+            id=row.id, name=row.name, status=row.status,
+            dataset=spec.dataset, synthetic=spec.dataset == "synthetic",
+            space=spec.space if isinstance(spec.space, str) else "inline",
+            objectives=list(spec.objectives), metrics=spec.metrics,
+            directions=list(spec.modes), n_trials=spec.search.n_trials,
+            created_at=views.iso(row.created_at) or "", started_at=views.iso(row.started_at),
+            finished_at=views.iso(row.finished_at), error=row.error,
+            progress=Progress(**_progress_dict(progress)), hypervolume=hv,
+            spec=row.spec if with_spec else None,
+        )
+
+    def _front(spec: StudySpec) -> list[optuna.trial.FrozenTrial]:
+        from workers.tune import front_trials
+
+        return front_trials(state.optuna, spec.name)
+
+    # -- studies ---------------------------------------------------------------------------
+    @app.post("/api/studies", status_code=201, response_model=StudyOut, dependencies=[Auth],
+              tags=["studies"])
+    def submit_study(
+        s: DB,
+        doc: Annotated[dict[str, Any], Body(description="a clnas.study/1 document")],
+    ) -> StudyOut:
+        spec = parse_study(doc)  # ArchError -> 422 naming the path
+        if s.scalar(select(StudyRow).where(StudyRow.name == spec.name)) is not None:
+            raise HTTPException(409, detail=f"a study named {spec.name!r} already exists")
+        if _optuna_has(spec.name):
+            raise HTTPException(
+                409, detail=f"the trial store already holds a study named {spec.name!r} "
+                "(run by `clnas search`?); choose another name"
+            )
+        row = StudyRow(name=spec.name, spec=spec.model_dump(mode="json"), status="queued")
+        s.add(row)
+        s.commit()
+        return study_out(row, with_spec=True)
+
+    def _optuna_has(name: str) -> bool:
+        try:
+            state.optuna.get_study_id_from_name(name)
+        except KeyError:
+            return False
+        return True
+
+    @app.get("/api/studies", response_model=StudyList, tags=["studies"])
+    def list_studies(
+        s: DB, offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> StudyList:
+        total = s.scalar(select(func.count()).select_from(StudyRow)) or 0
+        rows = s.scalars(select(StudyRow).order_by(StudyRow.id.desc()).offset(offset).limit(limit))
+        return StudyList(items=[study_out(r) for r in rows], total=total, offset=offset,
+                         limit=limit)
+
+    @app.get("/api/studies/{study_id}", response_model=StudyOut, tags=["studies"])
+    def get_study(study_id: Id, s: DB) -> StudyOut:
+        return study_out(get_row(s, study_id), with_spec=True)
+
+    @app.post("/api/studies/{study_id}/cancel", response_model=StudyOut, dependencies=[Auth],
+              tags=["studies"])
+    def cancel_study(study_id: Id, s: DB) -> StudyOut:
+        row = get_row(s, study_id)
+        if row.status not in ACTIVE:
+            raise HTTPException(409, detail=f"study {study_id} is {row.status}, not running")
+        row.status = "cancelled"
+        row.finished_at = views_now()
+        s.commit()
+        if state.runner is not None:
+            state.runner.cancel(study_id)
+        from workers.tune import _close_stale_trials
+
+        spec = state.spec(row)
+        for name in (spec.name, baselines_study_name(spec.name)):
+            _close_stale_trials(state.optuna, name)
+        return study_out(row, with_spec=True)
+
+    @app.post("/api/studies/{study_id}/resume", response_model=StudyOut, dependencies=[Auth],
+              tags=["studies"])
+    def resume_study(study_id: Id, s: DB) -> StudyOut:
+        row = get_row(s, study_id)
+        if row.status in ACTIVE:
+            raise HTTPException(409, detail=f"study {study_id} is already {row.status}")
+        row.status, row.error, row.finished_at = "queued", None, None
+        s.commit()
+        return study_out(row, with_spec=True)
+
+    @app.delete("/api/studies/{study_id}", status_code=204, dependencies=[Auth],
+                tags=["studies"])
+    def delete_study(study_id: Id, s: DB) -> Response:
+        row = get_row(s, study_id)
+        if row.status in ACTIVE:
+            raise HTTPException(409, detail=f"study {study_id} is {row.status}; cancel it first")
+        name = row.name
+        s.delete(row)
+        s.commit()
+        for n in (name, baselines_study_name(name)):
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=n, storage=state.optuna)
+        with state.lock:
+            state.specs.pop(study_id, None)
+        return Response(status_code=204)
+
+    # -- trials ----------------------------------------------------------------------------
+    @app.get("/api/studies/{study_id}/trials", response_model=TrialList, tags=["trials"])
+    def list_trials(
+        study_id: Id,
+        s: DB,
+        state_: Annotated[StateName | None, Query(alias="state")] = None,
+        rejected: bool | None = None,
+        offset: Offset = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        compact: bool = False,
+    ) -> TrialList:
+        spec = state.spec(get_row(s, study_id))
+        trials = views.load_optuna(state.optuna, spec.name)
+        if state_ is not None:
+            trials = [t for t in trials if t.state.name == state_]
+        if rejected is not None:
+            trials = [t for t in trials if (REJECTED_ATTR in t.user_attrs) == rejected]
+        trials = sorted(trials, key=lambda t: t.number)
+        front = {t.number for t in _front(spec)}
+        page = trials[offset: offset + limit]
+        return TrialList(
+            items=[TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=front))
+                   for t in page],
+            total=len(trials), offset=offset, limit=limit,
+        )
+
+    def _trial(spec: StudySpec, number: int) -> optuna.trial.FrozenTrial:
+        for t in views.load_optuna(state.optuna, spec.name):
+            if t.number == number:
+                return t
+        raise HTTPException(404, detail=f"trial {number} not found in study {spec.name!r}")
+
+    @app.get("/api/studies/{study_id}/trials/{number}", response_model=TrialOut,
+             tags=["trials"])
+    def get_trial(study_id: Id, number: Number, s: DB) -> TrialOut:
+        spec = state.spec(get_row(s, study_id))
+        front = {t.number for t in _front(spec)}
+        return TrialOut(**views.trial_json(_trial(spec, number), spec.metrics, front=front))
+
+    @app.get("/api/studies/{study_id}/front", response_model=FrontOut, tags=["trials"])
+    def get_front(study_id: Id, s: DB) -> FrontOut:
+        spec = state.spec(get_row(s, study_id))
+        front = sorted(_front(spec), key=lambda t: t.number)
+        numbers = {t.number for t in front}
+        return FrontOut(
+            metrics=spec.metrics, directions=list(spec.modes),
+            trials=[TrialOut(**views.trial_json(t, spec.metrics, front=numbers)) for t in front],
+        )
+
+    @app.get("/api/studies/{study_id}/baselines", response_model=BaselinesOut, tags=["trials"])
+    def get_baselines(study_id: Id, s: DB) -> BaselinesOut:
+        spec = state.spec(get_row(s, study_id))
+        trials = views.load_optuna(state.optuna, baselines_study_name(spec.name))
+        return BaselinesOut(items=[
+            TrialOut(**views.trial_json(t, spec.metrics)) for t in trials
+            if BASELINE_ATTR in t.user_attrs
+        ])
+
+    @app.get("/api/studies/{study_id}/hypervolume", response_model=HvOut, tags=["trials"])
+    def get_hypervolume(study_id: Id, s: DB) -> HvOut:
+        spec = state.spec(get_row(s, study_id))
+        points = views.hypervolume_history(spec, views.load_optuna(state.optuna, spec.name))
+        return HvOut(points=[HvPoint(**p) for p in points])
+
+    # -- exports ---------------------------------------------------------------------------
+    @app.get(
+        "/api/studies/{study_id}/trials/{number}/export",
+        tags=["exports"],
+        responses={200: {"content": {"application/json": {}, "application/yaml": {}},
+                         "description": "a clnas.arch/1 document with provenance"}},
+    )
+    def export_trial(
+        study_id: Id, number: Number, s: DB,
+        format: Literal["json", "yaml"] = "json",
+    ) -> Response:
+        row = get_row(s, study_id)
+        spec = state.spec(row)
+        t = _trial(spec, number)
+        if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
+            raise HTTPException(
+                409, detail=f"trial {number} is {t.state.name}"
+                + (" (rejected)" if REJECTED_ATTR in t.user_attrs else "")
+                + "; only trained trials are exported",
+            )
+        doc = views.arch_export(row.id, spec, t)
+        s.add(ExportRecord(study_id=row.id, trial_number=number, format=format,
+                           sha256=views.digest(doc)))
+        s.commit()
+        fname = f"{spec.name}-trial{number}.{format}"
+        headers = {"Content-Disposition": f'attachment; filename="{fname}"'}
+        if format == "yaml":
+            return Response(yaml.safe_dump(doc, sort_keys=False), media_type="application/yaml",
+                            headers=headers)
+        return Response(json.dumps(doc, indent=2), media_type="application/json",
+                        headers=headers)
+
+    @app.get("/api/studies/{study_id}/export", tags=["exports"],
+             responses={200: {"description": "the front as a clnas.bundle/1 document"}})
+    def export_front(study_id: Id, s: DB) -> Response:
+        row = get_row(s, study_id)
+        spec = state.spec(row)
+        front = sorted(_front(spec), key=lambda t: t.number)
+        bundle = {
+            "format": "clnas.bundle/1",
+            "study": spec.name,
+            "provenance": views.provenance(row.id, spec),
+            "archs": [views.arch_export(row.id, spec, t) for t in front],
+        }
+        s.add(ExportRecord(study_id=row.id, trial_number=None, format="json",
+                           sha256=views.digest(bundle)))
+        s.commit()
+        headers = {"Content-Disposition": f'attachment; filename="{spec.name}-front.json"'}
+        return Response(json.dumps(bundle, indent=2), media_type="application/json",
+                        headers=headers)
+
+    # -- stateless -------------------------------------------------------------------------
+    @app.post("/api/cost", tags=["tools"])
+    def post_cost(body: CostIn) -> dict[str, Any]:
+        from objectives import cost_report
+
+        try:
+            arch = parse_arch(body.arch)
+        except ArchError as exc:
+            raise arch_error_422(exc, ["body", "arch"]) from None
+        try:
+            report = cost_report(arch, resolution=body.resolution, num_classes=body.num_classes)
+        except ArchError as exc:  # e.g. a resolution the stages cannot downsample
+            raise arch_error_422(exc, ["body", "resolution"]) from None
+        return report.to_dict()
+
+    @app.get("/api/zoo", response_model=list[ZooOut], tags=["tools"])
+    def get_zoo() -> list[ZooOut]:
+        if state.zoo is None:
+            from objectives import cost_report
+
+            rows = []
+            for name in zoo_names():
+                arch = load_arch(name)
+                r = cost_report(arch)
+                rows.append({"name": name, "madds": r.madds, "params": r.params, "fcrf": r.fcrf,
+                             "num_classes": arch.num_classes, "resolution": arch.resolution,
+                             "blocks": sorted({st.block for st in arch.stages})})
+            state.zoo = rows
+        return [ZooOut(**r) for r in state.zoo]
+
+    @app.get("/api/spaces", response_model=list[SpaceOut], tags=["tools"])
+    def get_spaces() -> list[SpaceOut]:
+        out = []
+        for name in space_names():
+            sp = load_space(name)
+            blocks = sorted({b for st in sp.stages for b in st.blocks})
+            out.append(SpaceOut(name=name, description=sp.description, dataset=sp.dataset,
+                                resolution=sp.resolution, num_classes=sp.num_classes,
+                                blocks=blocks))
+        return out
+
+    @app.get("/api/health", response_model=HealthOut, tags=["tools"])
+    def health(s: DB) -> HealthOut:
+        running = s.scalar(
+            select(func.count()).select_from(StudyRow).where(StudyRow.status == "running")
+        ) or 0
+        ray = state.runner.ray_status if state.runner is not None else "disabled (API only)"
+        return HealthOut(status="ok", version=VERSION, database=state.engine.dialect.name,
+                         ray=ray, studies_running=running)
+
+    try:
+        import importlib
+
+        importlib.import_module("service.dashboard").mount(app)
+    except ModuleNotFoundError:
+        pass
+    return app
+
+
+def views_now() -> datetime:
+    from service.db import utcnow
+
+    return utcnow()
+
+
+def _progress_dict(p: StudyProgress) -> dict[str, Any]:
+    return p.to_dict()

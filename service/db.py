@@ -1,0 +1,145 @@
+"""What the service owns in SQL (SQLAlchemy 2 typed models), beside Optuna's tables in the same
+database: studies with their spec and status, jobs, export records, API tokens (issue 5).
+
+Schema changes go through Alembic (`service/migrations`), applied on start; the service's
+version table is `clnas_alembic_version` so it never touches Optuna's own `alembic_version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+VERSION_TABLE = "clnas_alembic_version"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class StudyRow(Base):
+    __tablename__ = "clnas_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    runs: Mapped[int] = mapped_column(Integer, default=0)  # times a study process was started
+
+    jobs: Mapped[list[JobRow]] = relationship(back_populates="study", cascade="all, delete-orphan")
+    exports: Mapped[list[ExportRow]] = relationship(
+        back_populates="study", cascade="all, delete-orphan"
+    )
+
+
+class JobRow(Base):
+    """Long work outside the request path: one study run, or a promoted full training."""
+
+    __tablename__ = "clnas_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clnas_studies.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # "search" | "train"
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    trial_number: Mapped[int | None] = mapped_column(default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    pid: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    study: Mapped[StudyRow | None] = relationship(back_populates="jobs")
+
+
+class ExportRow(Base):
+    __tablename__ = "clnas_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("clnas_studies.id", ondelete="CASCADE"), index=True
+    )
+    trial_number: Mapped[int | None] = mapped_column(default=None)  # None: the front bundle
+    format: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    study: Mapped[StudyRow] = relationship(back_populates="exports")
+
+
+class TokenRow(Base):
+    """API tokens; only their SHA-256 is stored."""
+
+    __tablename__ = "clnas_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "clnas_" + secrets.token_urlsafe(32)
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite: WAL (readers beside the writer) and a 60 s busy timeout, set on every
+    connection; foreign keys on. Other databases: a pre-pinged pool."""
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_con: Any, _record: Any) -> None:
+            cur = dbapi_con.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def sessions(engine: Engine) -> sessionmaker[Any]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply the service's Alembic migrations up to `revision` (on start, and in tests)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, revision)

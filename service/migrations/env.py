@@ -1,0 +1,36 @@
+"""Alembic environment for the service's own tables (Optuna keeps its own migrations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+
+from service.db import VERSION_TABLE, Base, make_engine
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url")
+assert url, "sqlalchemy.url is set by service.db.migrate"
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Only the service's `clnas_*` tables; Optuna's tables in the same database are not ours."""
+    if type_ == "table":
+        return bool(name and name.startswith("clnas_"))
+    return True
+
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=Base.metadata, version_table=VERSION_TABLE,
+                      include_object=include_object, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata,
+                          version_table=VERSION_TABLE, include_object=include_object,
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

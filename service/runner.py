@@ -1,0 +1,222 @@
+"""Studies run outside the request path (issue 5).
+
+- One Ray cluster for the whole service: `--ray-address` joins an existing one; otherwise the
+  service starts a local head (`ray start --head --block`) that dies with the service.
+- Each study runs in its own process (`python -m service.worker`), a Ray driver on that cluster,
+  so several studies share Ray's resources and a crashing study cannot take the API down.
+- A supervisor thread starts queued studies, watches their processes and records the outcome.
+  On start, studies left `running` by a killed service are queued again: `run_study` resumes
+  them from the Optuna storage without losing a completed trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from service.db import StudyRow, utcnow
+from service.settings import Settings
+
+log = logging.getLogger("clnas.service")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> Any:
+    """preexec_fn: the child gets `sig` when the service dies, even by SIGKILL (Linux)."""
+
+    def fn() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+    return fn
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RayHead:
+    """The local Ray head the service owns (when no `--ray-address` is given)."""
+
+    def __init__(self, settings: Settings, log_dir: Path):
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.address = settings.ray_address
+        self.log_dir = log_dir
+
+    def start(self, timeout: float = 120) -> str:
+        if self.address:
+            return self.address
+        port = _free_port()
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        cmd = [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
+               "--disable-usage-stats", "--block", "--node-ip-address=127.0.0.1"]
+        if self.settings.ray_num_cpus:
+            cmd.append(f"--num-cpus={self.settings.ray_num_cpus}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = (self.log_dir / "ray-head.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent(signal.SIGTERM))
+        address = f"127.0.0.1:{port}"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start failed; see {self.log_dir / 'ray-head.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                self.address = address
+                time.sleep(2)  # the raylet registers just after the GCS opens its port
+                return address
+            time.sleep(0.5)
+        raise RuntimeError(f"Ray head not up after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+
+class StudyRunner:
+    """Starts queued studies as processes, records how they end, cancels them on request."""
+
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Any], poll_s: float = 1.0):
+        self.settings = settings
+        self.sessions = session_factory
+        self.poll_s = poll_s
+        self.log_dir = Path(settings.results_dir) / "logs"
+        self.head = RayHead(settings, self.log_dir)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.ray_status = "not started"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        with self.sessions.begin() as s:  # a killed service left these without a process
+            for row in s.scalars(select(StudyRow).where(StudyRow.status == "running")):
+                row.status = "queued"
+        self.thread = threading.Thread(target=self._loop, name="clnas-runner", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Service shutdown: study processes stop; their studies stay `running` in the
+        database and resume on the next start."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(30)
+        with self.lock:
+            for proc in self.procs.values():
+                self._terminate(proc)
+            self.procs.clear()
+        self.head.stop()
+
+    # -- control ---------------------------------------------------------------------------
+    def cancel(self, study_id: int) -> None:
+        with self.lock:
+            proc = self.procs.pop(study_id, None)
+        if proc is not None:
+            self._terminate(proc)
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    # -- the loop --------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._reap()
+                self._launch()
+            except Exception:  # keep supervising; the next tick retries
+                log.exception("study supervisor tick failed")
+            self.stop_event.wait(self.poll_s)
+
+    def _reap(self) -> None:
+        with self.lock:
+            ended = {sid: p for sid, p in self.procs.items() if p.poll() is not None}
+            for sid in ended:
+                del self.procs[sid]
+        for sid, proc in ended.items():
+            with self.sessions.begin() as s:
+                row = s.get(StudyRow, sid)
+                if row is None or row.status != "running":
+                    continue  # cancelled or deleted meanwhile
+                row.finished_at = utcnow()
+                if proc.returncode == 0:
+                    row.status, row.error = "completed", None
+                else:
+                    row.status = "failed"
+                    row.error = self._log_tail(sid) or f"exit code {proc.returncode}"
+
+    def _launch(self) -> None:
+        with self.sessions.begin() as s:
+            queued = list(s.scalars(select(StudyRow).where(StudyRow.status == "queued")
+                                    .order_by(StudyRow.id)))
+            if not queued:
+                return
+            if self.head.address is None:
+                try:
+                    self.head.start()
+                    self.ray_status = f"connected ({self.head.address})"
+                except Exception as exc:
+                    self.ray_status = f"error: {exc}"
+                    raise
+            for row in queued:
+                row.status = "running"
+                row.started_at = row.started_at or utcnow()
+                row.finished_at = None
+                row.error = None
+                row.runs = (row.runs or 0) + 1
+                self._spawn(row.id)
+
+    def _log_path(self, study_id: int) -> Path:
+        return self.log_dir / f"study-{study_id}.log"
+
+    def _log_tail(self, study_id: int, n: int = 4000) -> str:
+        try:
+            text = self._log_path(study_id).read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-n:]
+
+    def _spawn(self, study_id: int) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "service.worker", "--study-id", str(study_id),
+               "--db", self.settings.db_url, "--ray-address", str(self.head.address),
+               "--results-dir", self.settings.results_dir]
+        if self.settings.data_dir:
+            cmd += ["--data-dir", self.settings.data_dir]
+        out = self._log_path(study_id).open("ab")
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent(signal.SIGKILL),
+        )
+        with self.lock:
+            self.procs[study_id] = proc
