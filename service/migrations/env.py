@@ -13,7 +13,9 @@ url = config.get_main_option("sqlalchemy.url")
 assert url, "sqlalchemy.url is set by service.db.migrate"
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Only the service's `clnas_*` tables; Optuna's tables in the same database are not ours."""
     if type_ == "table":
         return bool(name and name.startswith("clnas_"))
