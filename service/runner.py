@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -58,6 +59,12 @@ class RayHead:
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = settings.ray_address
         self.log_dir = log_dir
+        # Ray 2.60 clusters authenticate drivers with a token: the head the service starts and
+        # the study processes share one (an external cluster's token comes from the user's
+        # environment, $RAY_AUTH_TOKEN or ~/.ray/auth_token).
+        self.env = dict(os.environ)
+        if not settings.ray_address and not self.env.get("RAY_AUTH_TOKEN"):
+            self.env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
     def start(self, timeout: float = 120) -> str:
         if self.address:
@@ -65,12 +72,12 @@ class RayHead:
         port = _free_port()
         ray_bin = str(Path(sys.executable).with_name("ray"))
         cmd = [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
-               "--disable-usage-stats", "--block", "--node-ip-address=127.0.0.1"]
+               "--disable-usage-stats", "--block"]
         if self.settings.ray_num_cpus:
             cmd.append(f"--num-cpus={self.settings.ray_num_cpus}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = (self.log_dir / "ray-head.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                      preexec_fn=_die_with_parent(signal.SIGTERM))
         address = f"127.0.0.1:{port}"
         deadline = time.time() + timeout
@@ -215,7 +222,7 @@ class StudyRunner:
             cmd += ["--data-dir", self.settings.data_dir]
         out = self._log_path(study_id).open("ab")
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=self.head.env,
             preexec_fn=_die_with_parent(signal.SIGKILL),
         )
         with self.lock:
