@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import importlib
+import importlib.util
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -13,13 +15,16 @@ from typing import Annotated, Any, Literal
 import optuna
 import yaml
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search_space import ArchError, load_arch, zoo_names
 from search_space.arch import parse_arch
@@ -224,6 +229,9 @@ def arch_error_422(exc: ArchError, prefix: list[str | int]) -> HTTPException:
 
 
 bearer = HTTPBearer(auto_error=False)
+_ERROR_BODY = {"application/json": {"schema": {
+    "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"],
+}}}
 
 
 def _db(request: Request) -> Iterator[Session]:
@@ -255,6 +263,9 @@ def require_token(
 
 
 Auth = Depends(require_token)
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "conflicts with the current state", "content": _ERROR_BODY}
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -287,6 +298,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _arch_error(_: Request, exc: ArchError) -> JSONResponse:
         e = arch_error_422(exc, ["body"])
         return JSONResponse({"detail": e.detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and request.method in ("POST", "PUT", "PATCH"):
+            # FastAPI answers 400 for a body it cannot decode at all (bytes that are not
+            # UTF-8); like every other invalid input it is a 422 naming the field.
+            detail = [{"loc": ["body"], "msg": "the request body is not valid UTF-8 JSON",
+                       "type": "json_invalid"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -328,6 +349,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- studies ---------------------------------------------------------------------------
     @app.post("/api/studies", status_code=201, response_model=StudyOut, dependencies=[Auth],
+              responses=CONFLICT,
               tags=["studies"])
     def submit_study(
         s: DB,
@@ -367,6 +389,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return study_out(get_row(s, study_id), with_spec=True)
 
     @app.post("/api/studies/{study_id}/cancel", response_model=StudyOut, dependencies=[Auth],
+              responses=CONFLICT,
               tags=["studies"])
     def cancel_study(study_id: Id, s: DB) -> StudyOut:
         row = get_row(s, study_id)
@@ -385,6 +408,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return study_out(row, with_spec=True)
 
     @app.post("/api/studies/{study_id}/resume", response_model=StudyOut, dependencies=[Auth],
+              responses=CONFLICT,
               tags=["studies"])
     def resume_study(study_id: Id, s: DB) -> StudyOut:
         row = get_row(s, study_id)
@@ -395,6 +419,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return study_out(row, with_spec=True)
 
     @app.delete("/api/studies/{study_id}", status_code=204, dependencies=[Auth],
+                responses=CONFLICT,
                 tags=["studies"])
     def delete_study(study_id: Id, s: DB) -> Response:
         row = get_row(s, study_id)
@@ -575,13 +600,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return HealthOut(status="ok", version=VERSION, database=state.engine.dialect.name,
                          ray=ray, studies_running=running)
 
-    try:
-        import importlib
-
+    if importlib.util.find_spec("service.dashboard") is not None:
         importlib.import_module("service.dashboard").mount(app)
-    except ModuleNotFoundError:
-        pass
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Put the error statuses every operation can answer into `/openapi.json`, so the schema
+    tells the whole truth (schemathesis checks it): 401 where a bearer token is required, 404
+    where a path names an id, 409 where a route declares `responses=CONFLICT`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            for path, methods in schema.get("paths", {}).items():
+                for op in methods.values():
+                    responses = op.setdefault("responses", {})
+                    if op.get("security"):
+                        responses.setdefault("401", {
+                            "description": "missing or invalid bearer token",
+                            "content": _ERROR_BODY})
+                    if "{" in path:
+                        responses.setdefault("404", {"description": "unknown id",
+                                                     "content": _ERROR_BODY})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def views_now() -> datetime:
