@@ -1,5 +1,5 @@
 """Database fixtures for the API suite: every test runs against SQLite and against a real
-PostgreSQL server started from the machine's binaries (pytest-postgresql; no docker)."""
+PostgreSQL server started from the machine's binaries (initdb + pg_ctl; no docker)."""
 
 from __future__ import annotations
 
