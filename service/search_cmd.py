@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from workers.ray_address import ADDRESS_HELP
+
 DEFAULT_DB = "sqlite:///clnas.db"
 console = Console()
 
@@ -30,7 +32,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("study", help="path to a clnas.study/1 JSON/YAML document")
     p.add_argument("--db", default=None, help=f"SQLAlchemy URL of the trial store [{DEFAULT_DB}]")
-    p.add_argument("--ray-address", default=None, help="join a Ray cluster (default: local Ray)")
+    p.add_argument("--ray-address", default=None, help=ADDRESS_HELP)
     p.add_argument("--data-dir", default=None, help="override the study's data_dir")
     p.add_argument(
         "--results-dir", default="ray_results", help="Ray Tune's experiment folder [ray_results]"

@@ -41,6 +41,7 @@ from objectives.budget import Verdict
 from search_space import Arch, load_arch
 from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
+from workers.ray_address import ray_address
 from workers.schedulers import make_scheduler
 from workers.study import StudySpec
 
@@ -366,7 +367,7 @@ def _ray(address: str | None, verbose: int) -> Iterator[None]:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         ray.init(
-            address=address,
+            address=ray_address(address),
             include_dashboard=False,
             log_to_driver=verbose > 0,
             logging_level=logging.INFO if verbose else logging.WARNING,

@@ -238,7 +238,7 @@ def scripted(config: dict[str, Any]) -> None:
 def local_ray() -> Iterator[None]:
     # Ray's workers cannot import a test module, so its functions travel by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])

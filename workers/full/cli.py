@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
+from workers.ray_address import ADDRESS_HELP
+
 if TYPE_CHECKING:
     from workers.full.loop import EpochMetrics, Progress
     from workers.full.train import FullResult
@@ -70,7 +72,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=non_negative, default=0)
     p.add_argument("--stop-after", type=positive, metavar="EPOCH", help="end this call after EPOCH")
     p.add_argument("--loader-workers", type=non_negative, help="DataLoader processes per worker")
-    p.add_argument("--ray-address", help="an existing Ray cluster [start a local one]")
+    p.add_argument("--ray-address", help=ADDRESS_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
     p.set_defaults(func=cmd_train)

@@ -42,6 +42,7 @@ from workers.full.export import (
 )
 from workers.full.loop import STATE_FILE, EpochMetrics, Job, Progress, train_loop_per_worker
 from workers.full.recipe import Recipe, load_recipe
+from workers.ray_address import ray_address as resolve_address
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ def train_full(
     if not ray.train.is_v2_enabled():
         raise RuntimeError("clnas full training needs Ray Train V2 (unset RAY_TRAIN_V2_ENABLED)")
     if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=verbose)
+        ray.init(address=resolve_address(ray_address), include_dashboard=False,
+                 log_to_driver=verbose)
     use_gpu = gpus_per_worker > 0
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if use_gpu else {})}
     queue = Queue(actor_options={"num_cpus": 0}) if progress_callback is not None else None

@@ -40,7 +40,7 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_local() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
