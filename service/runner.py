@@ -123,13 +123,18 @@ class StudyRunner:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        with self.sessions.begin() as s:  # a killed service left these without a process
+        self.requeue_interrupted()
+        self.thread = threading.Thread(target=self._loop, name="clnas-runner", daemon=True)
+        self.thread.start()
+
+    def requeue_interrupted(self) -> None:
+        """Studies and train jobs a stopped or killed service left `running` (without a
+        process) are queued again; they resume where they were."""
+        with self.sessions.begin() as s:
             for row in s.scalars(select(StudyRow).where(StudyRow.status == "running")):
                 row.status = "queued"
             for job in s.scalars(select(JobRow).where(JobRow.status == "running")):
                 job.status, job.pid = "queued", None
-        self.thread = threading.Thread(target=self._loop, name="clnas-runner", daemon=True)
-        self.thread.start()
 
     def stop(self) -> None:
         """Service shutdown: study and train processes stop; their rows stay `running` in the
