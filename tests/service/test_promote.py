@@ -76,29 +76,28 @@ def _jobs(db_url: str) -> list[JobRow]:
     return rows
 
 
-@pytest.mark.parametrize(
-    ("body", "loc"),
-    [
-        ({"recipe": "resnet50"}, ["body", "recipe"]),
-        ({"workers": 0}, ["body", "workers"]),
-        ({"gpus_per_worker": -1}, ["body", "gpus_per_worker"]),
-        ({"epochs": 0}, ["body", "epochs"]),
-        ({"cpus_per_worker": 0}, ["body", "cpus_per_worker"]),
-        ({"image_size": 4}, ["body", "image_size"]),
-        ({"data_dir": "/nonexistent/imagenet"}, ["body", "data_dir"]),
-        ({"workers": 3}, ["body", "workers"]),  # clcnet's batch of 256 over 3 workers
-        ({"workers": 2, "batch_size": 9}, ["body", "batch_size"]),
-        ({"learning_rate": 0.1}, ["body", "learning_rate"]),
-    ],
-)
-def test_bad_promotion_is_422_naming_the_field(
-    client: TestClient, db_url: str, body: dict[str, Any], loc: list[str]
-) -> None:
+BAD_REQUESTS: list[tuple[dict[str, Any], list[str]]] = [
+    ({"recipe": "resnet50"}, ["body", "recipe"]),
+    ({"workers": 0}, ["body", "workers"]),
+    ({"gpus_per_worker": -1}, ["body", "gpus_per_worker"]),
+    ({"epochs": 0}, ["body", "epochs"]),
+    ({"cpus_per_worker": 0}, ["body", "cpus_per_worker"]),
+    ({"image_size": 4}, ["body", "image_size"]),
+    ({"seed": "abc"}, ["body", "seed"]),
+    ({"data_dir": "/nonexistent/imagenet"}, ["body", "data_dir"]),
+    ({"workers": 3}, ["body", "workers"]),  # clcnet's batch of 256 over 3 workers
+    ({"workers": 2, "batch_size": 9}, ["body", "batch_size"]),
+    ({"learning_rate": 0.1}, ["body", "learning_rate"]),
+]
+
+
+def test_bad_promotion_is_422_naming_the_field(client: TestClient, db_url: str) -> None:
     sid, trials = _seeded(client, db_url)
     number = _feasible(trials)[0].number
-    r = client.post(f"/api/studies/{sid}/trials/{number}/promote", json=body)
-    assert r.status_code == 422, r.text
-    assert loc in [d["loc"] for d in r.json()["detail"]], r.json()
+    for body, loc in BAD_REQUESTS:
+        r = client.post(f"/api/studies/{sid}/trials/{number}/promote", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert loc in [d["loc"] for d in r.json()["detail"]], (body, r.json())
     assert client.get("/api/jobs").json()["total"] == 0  # nothing stored
 
 
