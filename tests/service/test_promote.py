@@ -22,7 +22,9 @@ from service.app import create_app
 from service.db import JobRow, StudyRow, make_engine, sessions, utcnow
 from service.runner import StudyRunner
 from service.settings import Settings
+from service.train_worker import JobRecorder
 from tests.service.conftest import seed_study
+from workers.full.loop import EpochMetrics, Progress
 from workers.tune import REJECTED_ATTR
 
 EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "synthetic_small.json").read_text())
@@ -268,13 +270,53 @@ def test_interrupted_train_jobs_are_queued_again(db_url: str, tmp_path: Path) ->
     done = _write_train_job(db_url, sid, 1, "completed", 0.5)
     engine = make_engine(db_url)
     with sessions(engine).begin() as s:
-        s.get(StudyRow, sid).status = "running"  # type: ignore[union-attr]
+        s.get(StudyRow, sid).status = "running"
     runner = StudyRunner(settings.resolved(), sessions(engine))
     runner.requeue_interrupted()
     with sessions(engine)() as s:
-        assert s.get(JobRow, running).status == "queued"  # type: ignore[union-attr]
-        assert s.get(JobRow, done).status == "completed"  # type: ignore[union-attr]
-        assert s.get(StudyRow, sid).status == "queued"  # type: ignore[union-attr]
+        assert s.get(JobRow, running).status == "queued"
+        assert s.get(JobRow, done).status == "completed"
+        assert s.get(StudyRow, sid).status == "queued"
+    engine.dispose()
+
+
+def _metrics(epoch: int, top1: float, ema_top1: float | None = None) -> EpochMetrics:
+    return EpochMetrics(
+        epoch=epoch, train_loss=2.0, val_loss=1.5, val_top1=top1, val_top5=top1 + 0.2,
+        ema_val_loss=None if ema_top1 is None else 1.4, ema_val_top1=ema_top1,
+        ema_val_top5=None if ema_top1 is None else ema_top1 + 0.2, lr=0.1, images_per_s=10.0,
+        epoch_s=1.0, wall_s=float(epoch), skipped_images=0, synthetic=True,
+    )
+
+
+def test_recorder_writes_progress_and_curve(client: TestClient, db_url: str) -> None:
+    """What the train process writes into its row: throttled step progress, one curve point per
+    epoch (an epoch redone after a resume replaces its point), nothing once cancelled."""
+    sid = client.post("/api/studies", json=_doc("recorded")).json()["id"]
+    job_id = _write_train_job(db_url, sid, 0, "running")
+    engine = make_engine(db_url)
+    recorder = JobRecorder(sessions(engine), job_id, [])
+
+    def job() -> dict[str, Any]:
+        return client.get(f"/api/jobs/{job_id}").json()
+
+    recorder(Progress(1, 3, 5, 10, 2.3))
+    assert job()["progress"] == {"epoch": 0, "epochs": 3, "step": 5, "steps": 10}
+    recorder(Progress(1, 3, 6, 10, 2.2))  # within the write interval: skipped
+    assert job()["progress"]["step"] == 5
+    recorder(Progress(1, 3, 10, 10, 2.0, _metrics(1, 0.3)))
+    recorder(Progress(2, 3, 10, 10, 2.0, _metrics(2, 0.4, ema_top1=0.45)))
+    body = job()
+    assert body["progress"] == {"epoch": 2, "epochs": 3, "step": 10, "steps": 10}
+    assert [(p["epoch"], p["top1"]) for p in body["curve"]] == [(1, 0.3), (2, 0.45)]
+    assert body["curve"][1]["val_top1"] == 0.4 and body["curve"][1]["loss"] == 1.4
+    resumed = JobRecorder(sessions(engine), job_id, body["curve"])  # a restarted process
+    resumed(Progress(2, 3, 10, 10, 2.0, _metrics(2, 0.5)))
+    assert [(p["epoch"], p["top1"]) for p in job()["curve"]] == [(1, 0.3), (2, 0.5)]
+    assert job()["result"] is None and job()["status"] == "running"
+    client.post(f"/api/jobs/{job_id}/cancel")
+    resumed(Progress(3, 3, 10, 10, 2.0, _metrics(3, 0.6)))
+    assert job()["status"] == "cancelled" and len(job()["curve"]) == 2
     engine.dispose()
 
 
