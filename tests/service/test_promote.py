@@ -321,44 +321,61 @@ def test_recorder_writes_progress_and_curve(client: TestClient, db_url: str) -> 
 
 
 # -- a real promotion ----------------------------------------------------------------------
-@pytest.mark.slow
-def test_promotion_end_to_end(tmp_path: Path) -> None:
-    """A seeded synthetic study, JPEG folders in the ImageNet layout, the service with its
-    runner and Ray head; promote the best trial for one epoch and wait for the result."""
+def _searched_study(tmp_path: Path, train_per_class: int = 8) -> tuple[int, Settings]:
+    """A seeded synthetic study marked completed (so the runner does not start it), JPEG
+    folders in the ImageNet layout as the service's data, and the service's settings."""
     from workers.full.synthetic import write_synthetic_imagenet
 
     db_url = f"sqlite:///{tmp_path / 'clnas.db'}"
-    write_synthetic_imagenet(tmp_path / "data" / "imagenet", num_classes=4, train_per_class=8,
-                             seed=3)
+    write_synthetic_imagenet(tmp_path / "data" / "imagenet", num_classes=4,
+                             train_per_class=train_per_class, seed=3)
     doc = _doc("e2e", n_trials=12)
     api_only = Settings(db_url=db_url, results_dir=str(tmp_path / "ray"), run_studies=False)
     with TestClient(create_app(api_only)) as c:
         sid = c.post("/api/studies", json=doc).json()["id"]
     seed_study(db_url, doc, 12)
     engine = make_engine(db_url)
-    with sessions(engine).begin() as s:  # as if it had run: the runner must not start it
+    with sessions(engine).begin() as s:
         row = s.get(StudyRow, sid)
         assert row is not None
         row.status = "completed"
     engine.dispose()
+    return sid, Settings(db_url=db_url, results_dir=str(tmp_path / "ray"), ray_num_cpus=2,
+                         data_dir=str(tmp_path / "data"))
 
-    settings = Settings(db_url=db_url, results_dir=str(tmp_path / "ray"), ray_num_cpus=2,
-                        data_dir=str(tmp_path / "data"))
+
+def _best(c: TestClient, sid: int) -> int:
+    front = c.get(f"/api/studies/{sid}/front").json()["trials"]
+    return int(max(front, key=lambda t: t["values"]["val_top1"])["number"])
+
+
+def _wait(c: TestClient, job_id: int, until: Any, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = c.get(f"/api/jobs/{job_id}").json()
+        if until(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
+def _log(settings: Settings, job_id: int) -> str:
+    log = Path(settings.results_dir) / "logs" / f"train-{job_id}.log"
+    return log.read_text() if log.exists() else ""
+
+
+@pytest.mark.slow
+def test_promotion_end_to_end(tmp_path: Path) -> None:
+    """The service with its runner and Ray head: promote the best trial of a searched synthetic
+    study for one epoch and wait for the result on the job and on the trial."""
+    sid, settings = _searched_study(tmp_path)
     with TestClient(create_app(settings)) as c:
-        front = c.get(f"/api/studies/{sid}/front").json()["trials"]
-        best = max(front, key=lambda t: t["values"]["val_top1"])["number"]
+        best = _best(c, sid)
         r = c.post(f"/api/studies/{sid}/trials/{best}/promote",
                    json={"epochs": 1, "workers": 1, "batch_size": 8, "image_size": 32})
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
-        deadline = time.monotonic() + 240
-        while True:
-            job = c.get(f"/api/jobs/{job_id}").json()
-            if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        log = tmp_path / "ray" / "logs" / f"train-{job_id}.log"
-        assert job["status"] == "completed", (job, log.read_text()[-3000:] if log.exists() else "")
+        job = _wait(c, job_id, lambda j: j["status"] not in ("queued", "running"))
+        assert job["status"] == "completed", (job, _log(settings, job_id)[-3000:])
         assert job["progress"]["epoch"] == job["progress"]["epochs"] == 1
         (point,) = job["curve"]
         assert point["epoch"] == 1 and point["synthetic"] is True
@@ -375,3 +392,27 @@ def test_promotion_end_to_end(tmp_path: Path) -> None:
         full = c.get(f"/api/studies/{sid}/trials/{best}").json()["full"]
         assert full == {"job_id": job_id, "status": "completed", "recipe": "clcnet",
                         "epochs": 1, "top1": result["top1"], "top5": result["top5"]}
+
+
+@pytest.mark.slow
+def test_interrupted_promotion_resumes_after_restart(tmp_path: Path) -> None:
+    """The service stops while a 3-epoch job is past its first epoch; the next service start
+    queues it again and the run resumes from its checkpoint instead of starting over."""
+    sid, settings = _searched_study(tmp_path, train_per_class=24)
+    with TestClient(create_app(settings)) as c:
+        r = c.post(f"/api/studies/{sid}/trials/{_best(c, sid)}/promote",
+                   json={"epochs": 3, "workers": 1, "batch_size": 8, "image_size": 32})
+        job_id = r.json()["id"]
+        first = _wait(c, job_id,
+                      lambda j: j["curve"] or j["status"] not in ("queued", "running"))
+        assert first["status"] == "running" and len(first["curve"]) == 1, (
+            first, _log(settings, job_id)[-3000:])
+    with TestClient(create_app(settings)) as c:  # the runner stopped the run: still `running`
+        job = c.get(f"/api/jobs/{job_id}").json()
+        assert job["status"] in ("queued", "running") and job["result"] is None, job
+        job = _wait(c, job_id, lambda j: j["status"] not in ("queued", "running"))
+        assert job["status"] == "completed", (job, _log(settings, job_id)[-3000:])
+    assert "(resuming)" in _log(settings, job_id)
+    assert [p["epoch"] for p in job["curve"]] == [1, 2, 3]
+    assert job["curve"][0] == first["curve"][0]  # epoch 1 was not trained again
+    assert job["progress"]["epoch"] == job["result"]["epochs"] == 3
