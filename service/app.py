@@ -572,7 +572,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- promotion and jobs ------------------------------------------------------------------
     @app.post("/api/studies/{study_id}/trials/{number}/promote", status_code=202,
-              response_model=JobOut, dependencies=[Auth], tags=["jobs"])
+              response_model=JobOut, dependencies=[Auth], tags=["jobs"],
+              responses={404: {"description": "unknown study or trial"},
+                         409: {"description": "the trial is not a completed, feasible one, "
+                               "or a train job of it is queued or running"}})
     def promote_trial(study_id: Id, number: Number, s: DB,
                       body: Annotated[PromoteIn, Body()] = PromoteIn()) -> JobOut:  # noqa: B008
         row = get_row(s, study_id)
@@ -618,12 +621,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JobList(items=[JobOut(**views.job_json(j)) for j in rows], total=total,
                        offset=offset, limit=limit)
 
-    @app.get("/api/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
+             responses={404: {"description": "unknown job"}})
     def get_job(job_id: JobId, s: DB) -> JobOut:
         return JobOut(**views.job_json(get_job_row(s, job_id)))
 
     @app.post("/api/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[Auth],
-              tags=["jobs"])
+              tags=["jobs"], responses={404: {"description": "unknown job"},
+                                        409: {"description": "the job is not under way"}})
     def cancel_job(job_id: JobId, s: DB) -> JobOut:
         job = get_job_row(s, job_id)
         if job.kind != "train":

@@ -394,18 +394,32 @@ def test_promotion_end_to_end(tmp_path: Path) -> None:
                         "epochs": 1, "top1": result["top1"], "top5": result["top5"]}
 
 
+def _checkpointed_epoch(settings: Settings, job_id: int) -> int:
+    """The last epoch Ray Train has registered for the job's run (what a resume starts after):
+    its checkpoint manager's snapshot, a Ray internal read here only to time the stop."""
+    snapshot = (Path(settings.results_dir) / "train" / f"job-{job_id}" / "run"
+                / "checkpoint_manager_snapshot.json")
+    try:
+        results = json.loads(snapshot.read_text())["checkpoint_results"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return max((int(r["metrics"]["epoch"]) for r in results), default=0)
+
+
 @pytest.mark.slow
 def test_interrupted_promotion_resumes_after_restart(tmp_path: Path) -> None:
-    """The service stops while a 3-epoch job is past its first epoch; the next service start
-    queues it again and the run resumes from its checkpoint instead of starting over."""
+    """The service stops while a 4-epoch job is past a registered checkpoint; the next service
+    start queues it again and the run resumes after that checkpoint instead of starting over."""
     sid, settings = _searched_study(tmp_path, train_per_class=24)
     with TestClient(create_app(settings)) as c:
         r = c.post(f"/api/studies/{sid}/trials/{_best(c, sid)}/promote",
-                   json={"epochs": 3, "workers": 1, "batch_size": 8, "image_size": 32})
+                   json={"epochs": 4, "workers": 1, "batch_size": 8, "image_size": 32})
         job_id = r.json()["id"]
-        first = _wait(c, job_id,
-                      lambda j: j["curve"] or j["status"] not in ("queued", "running"))
-        assert first["status"] == "running" and len(first["curve"]) == 1, (
+        first = _wait(c, job_id, lambda j: _checkpointed_epoch(settings, job_id) >= 1
+                      or j["status"] not in ("queued", "running"))
+        done = _checkpointed_epoch(settings, job_id)
+        first = c.get(f"/api/jobs/{job_id}").json()
+        assert first["status"] == "running" and 1 <= done < 4, (
             first, _log(settings, job_id)[-3000:])
     with TestClient(create_app(settings)) as c:  # the runner stopped the run: still `running`
         job = c.get(f"/api/jobs/{job_id}").json()
@@ -413,6 +427,7 @@ def test_interrupted_promotion_resumes_after_restart(tmp_path: Path) -> None:
         job = _wait(c, job_id, lambda j: j["status"] not in ("queued", "running"))
         assert job["status"] == "completed", (job, _log(settings, job_id)[-3000:])
     assert "(resuming)" in _log(settings, job_id)
-    assert [p["epoch"] for p in job["curve"]] == [1, 2, 3]
-    assert job["curve"][0] == first["curve"][0]  # epoch 1 was not trained again
-    assert job["progress"]["epoch"] == job["result"]["epochs"] == 3
+    assert [p["epoch"] for p in job["curve"]] == [1, 2, 3, 4]
+    # the checkpointed epochs were not trained again: same points, timings included
+    assert job["curve"][:done] == first["curve"][:done]
+    assert job["progress"]["epoch"] == job["result"]["epochs"] == 4
