@@ -415,8 +415,8 @@ def test_interrupted_promotion_resumes_after_restart(tmp_path: Path) -> None:
         r = c.post(f"/api/studies/{sid}/trials/{_best(c, sid)}/promote",
                    json={"epochs": 4, "workers": 1, "batch_size": 8, "image_size": 32})
         job_id = r.json()["id"]
-        first = _wait(c, job_id, lambda j: _checkpointed_epoch(settings, job_id) >= 1
-                      or j["status"] not in ("queued", "running"))
+        _wait(c, job_id, lambda j: _checkpointed_epoch(settings, job_id) >= 1
+              or j["status"] not in ("queued", "running"))
         done = _checkpointed_epoch(settings, job_id)
         first = c.get(f"/api/jobs/{job_id}").json()
         assert first["status"] == "running" and 1 <= done < 4, (
