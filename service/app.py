@@ -29,8 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from search_space import ArchError, load_arch, zoo_names
 from search_space.arch import parse_arch
 from search_space.spaces import load_space, space_names
-from service import views
-from service.db import ACTIVE, StudyRow, TokenRow, hash_token, make_engine, migrate, sessions
+from service import promotion, views
+from service.db import (
+    ACTIVE,
+    JobRow,
+    StudyRow,
+    TokenRow,
+    hash_token,
+    make_engine,
+    migrate,
+    sessions,
+)
 from service.db import ExportRow as ExportRecord
 from service.runner import StudyRunner
 from service.settings import Settings
@@ -46,6 +55,7 @@ from workers.tune import (
 
 VERSION = views.versions()["clnas"]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="study id")]
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="job id")]
 Number = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 StateName = Literal["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
@@ -71,6 +81,11 @@ class Progress(_Out):
     rejected_by_reason: dict[str, int]
 
 
+class KendallOut(_Out):
+    tau: float
+    n: int
+
+
 class StudyOut(_Out):
     id: int
     name: str
@@ -88,6 +103,7 @@ class StudyOut(_Out):
     error: str | None
     progress: Progress
     hypervolume: float | None
+    kendall_tau: KendallOut | None = None
     spec: dict[str, Any] | None = None
 
 
@@ -105,6 +121,17 @@ class Reason(_Out):
     message: str
 
 
+class FullOut(_Out):
+    """A trial's latest promoted full training."""
+
+    job_id: int
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    recipe: str
+    epochs: int
+    top1: float | None
+    top5: float | None
+
+
 class TrialOut(_Out):
     number: int
     state: StateName
@@ -119,6 +146,7 @@ class TrialOut(_Out):
     epochs_done: int
     started_at: str | None
     finished_at: str | None
+    full: FullOut | None = None
     arch: dict[str, Any] | None = None
     curve: list[dict[str, Any]] | None = None
 
@@ -154,6 +182,53 @@ class CostIn(BaseModel):
     arch: dict[str, Any]
     resolution: Annotated[int, Field(ge=8, le=1024)] | None = None
     num_classes: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class PromoteIn(BaseModel):
+    """Full training of one trial's design (SPEC §6); unset values come from the recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+    recipe: Literal["clcnet", "mobilenet_v2", "antnet"] = "clcnet"
+    data_dir: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="ImageNet folders (train/, val/); default: the service's "
+        "data dir's imagenet/ (or the data dir itself)")
+    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    workers: Annotated[int, Field(ge=1, le=1024)] = 1
+    gpus_per_worker: Annotated[float, Field(ge=0, le=64)] = 0.0
+    cpus_per_worker: Annotated[int, Field(ge=1, le=1024)] = 1
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    image_size: Annotated[int, Field(ge=16, le=1024)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+class JobProgress(_Out):
+    epoch: int  # epochs finished
+    epochs: int
+    step: int | None = None  # within the epoch under way
+    steps: int | None = None
+
+
+class JobOut(_Out):
+    id: int
+    kind: Literal["search", "train"]
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    study_id: int | None
+    trial_number: int | None
+    spec: dict[str, Any]
+    progress: JobProgress | None
+    curve: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobList(_Out):
+    items: list[JobOut]
+    total: int
+    offset: int
+    limit: int
 
 
 class ZooOut(_Out):
@@ -318,18 +393,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(promotion.FieldError)
+    async def _field_error(_: Request, exc: promotion.FieldError) -> JSONResponse:
+        detail = [{"loc": exc.loc, "msg": exc.msg, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     def get_row(s: Session, study_id: int) -> StudyRow:
         row = s.get(StudyRow, study_id)
         if row is None:
             raise HTTPException(404, detail=f"study {study_id} not found")
         return row
 
-    def study_out(row: StudyRow, *, with_spec: bool = False) -> StudyOut:
+    def study_out(s: Session, row: StudyRow, *, with_spec: bool = False) -> StudyOut:
         spec = state.spec(row)
         progress = study_progress(state.optuna, spec)
         hv = None
         if progress.front_size:
             hv = views.hypervolume(spec, _front(spec))
+        tau = None
+        jobs = promotion.train_jobs(s, row.id)
+        if sum(j.status == "completed" for j in jobs) >= 3:  # else tau is null: skip the load
+            tau = promotion.study_kendall(jobs, views.load_optuna(state.optuna, spec.name),
+                                          spec.metrics)
         return StudyOut(
             id=row.id, name=row.name, status=row.status,
             dataset=spec.dataset, synthetic=spec.dataset == "synthetic",
@@ -339,6 +424,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             created_at=views.iso(row.created_at) or "", started_at=views.iso(row.started_at),
             finished_at=views.iso(row.finished_at), error=row.error,
             progress=Progress(**_progress_dict(progress)), hypervolume=hv,
+            kendall_tau=None if tau is None else KendallOut(**tau),
             spec=row.spec if with_spec else None,
         )
 
@@ -366,7 +452,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         row = StudyRow(name=spec.name, spec=spec.model_dump(mode="json"), status="queued")
         s.add(row)
         s.commit()
-        return study_out(row, with_spec=True)
+        return study_out(s, row, with_spec=True)
 
     def _optuna_has(name: str) -> bool:
         try:
@@ -381,12 +467,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> StudyList:
         total = s.scalar(select(func.count()).select_from(StudyRow)) or 0
         rows = s.scalars(select(StudyRow).order_by(StudyRow.id.desc()).offset(offset).limit(limit))
-        return StudyList(items=[study_out(r) for r in rows], total=total, offset=offset,
+        return StudyList(items=[study_out(s, r) for r in rows], total=total, offset=offset,
                          limit=limit)
 
     @app.get("/api/studies/{study_id}", response_model=StudyOut, tags=["studies"])
     def get_study(study_id: Id, s: DB) -> StudyOut:
-        return study_out(get_row(s, study_id), with_spec=True)
+        return study_out(s, get_row(s, study_id), with_spec=True)
 
     @app.post("/api/studies/{study_id}/cancel", response_model=StudyOut, dependencies=[Auth],
               responses=CONFLICT,
@@ -405,7 +491,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spec = state.spec(row)
         for name in (spec.name, baselines_study_name(spec.name)):
             _close_stale_trials(state.optuna, name)
-        return study_out(row, with_spec=True)
+        return study_out(s, row, with_spec=True)
 
     @app.post("/api/studies/{study_id}/resume", response_model=StudyOut, dependencies=[Auth],
               responses=CONFLICT,
@@ -416,7 +502,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, detail=f"study {study_id} is already {row.status}")
         row.status, row.error, row.finished_at = "queued", None, None
         s.commit()
-        return study_out(row, with_spec=True)
+        return study_out(s, row, with_spec=True)
 
     @app.delete("/api/studies/{study_id}", status_code=204, dependencies=[Auth],
                 responses=CONFLICT,
@@ -425,6 +511,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         row = get_row(s, study_id)
         if row.status in ACTIVE:
             raise HTTPException(409, detail=f"study {study_id} is {row.status}; cancel it first")
+        active = [j.id for j in promotion.train_jobs(s, study_id) if j.status in ACTIVE]
+        if active:
+            raise HTTPException(409, detail=f"study {study_id} has train jobs under way "
+                                f"({', '.join(map(str, active))}); cancel them first")
         name = row.name
         s.delete(row)
         s.commit()
@@ -455,8 +545,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trials = sorted(trials, key=lambda t: t.number)
         front = {t.number for t in _front(spec)}
         page = trials[offset: offset + limit]
+        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
         return TrialList(
-            items=[TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=front))
+            items=[TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=front,
+                                               full=full.get(t.number)))
                    for t in page],
             total=len(trials), offset=offset, limit=limit,
         )
@@ -472,16 +564,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def get_trial(study_id: Id, number: Number, s: DB) -> TrialOut:
         spec = state.spec(get_row(s, study_id))
         front = {t.number for t in _front(spec)}
-        return TrialOut(**views.trial_json(_trial(spec, number), spec.metrics, front=front))
+        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
+        return TrialOut(**views.trial_json(_trial(spec, number), spec.metrics, front=front,
+                                           full=full.get(number)))
 
     @app.get("/api/studies/{study_id}/front", response_model=FrontOut, tags=["trials"])
     def get_front(study_id: Id, s: DB) -> FrontOut:
         spec = state.spec(get_row(s, study_id))
         front = sorted(_front(spec), key=lambda t: t.number)
         numbers = {t.number for t in front}
+        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
         return FrontOut(
             metrics=spec.metrics, directions=list(spec.modes),
-            trials=[TrialOut(**views.trial_json(t, spec.metrics, front=numbers)) for t in front],
+            trials=[TrialOut(**views.trial_json(t, spec.metrics, front=numbers,
+                                                full=full.get(t.number))) for t in front],
         )
 
     @app.get("/api/studies/{study_id}/baselines", response_model=BaselinesOut, tags=["trials"])
@@ -498,6 +594,77 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spec = state.spec(get_row(s, study_id))
         points = views.hypervolume_history(spec, views.load_optuna(state.optuna, spec.name))
         return HvOut(points=[HvPoint(**p) for p in points])
+
+    # -- promotion and jobs ------------------------------------------------------------------
+    @app.post("/api/studies/{study_id}/trials/{number}/promote", status_code=202,
+              response_model=JobOut, dependencies=[Auth], tags=["jobs"],
+              responses={404: {"description": "unknown study or trial"},
+                         409: {"description": "the trial is not a completed, feasible one, "
+                               "or a train job of it is queued or running"}})
+    def promote_trial(study_id: Id, number: Number, s: DB,
+                      body: Annotated[PromoteIn, Body()] = PromoteIn()) -> JobOut:  # noqa: B008
+        row = get_row(s, study_id)
+        spec = state.spec(row)
+        t = _trial(spec, number)
+        if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
+            raise HTTPException(
+                409, detail=f"trial {number} is {t.state.name}"
+                + (" (rejected)" if REJECTED_ATTR in t.user_attrs else "")
+                + "; only trained trials are promoted",
+            )
+        busy = s.scalar(select(JobRow.id).where(
+            JobRow.study_id == study_id, JobRow.trial_number == number, JobRow.kind == "train",
+            JobRow.status.in_(ACTIVE)))
+        if busy is not None:
+            raise HTTPException(409, detail=f"trial {number} already has train job {busy} "
+                                "queued or running")
+        payload = promotion.train_spec(body.model_dump(), settings.data_dir)
+        job = JobRow(study_id=study_id, kind="train", status="queued", trial_number=number,
+                     payload=payload)
+        s.add(job)
+        s.commit()
+        return JobOut(**views.job_json(job))
+
+    def get_job_row(s: Session, job_id: int) -> JobRow:
+        job = s.get(JobRow, job_id)
+        if job is None:
+            raise HTTPException(404, detail=f"job {job_id} not found")
+        return job
+
+    @app.get("/api/jobs", response_model=JobList, tags=["jobs"])
+    def list_jobs(
+        s: DB,
+        study_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+        offset: Offset = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> JobList:
+        query = select(JobRow)
+        if study_id is not None:
+            query = query.where(JobRow.study_id == study_id)
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = s.scalars(query.order_by(JobRow.id.desc()).offset(offset).limit(limit))
+        return JobList(items=[JobOut(**views.job_json(j)) for j in rows], total=total,
+                       offset=offset, limit=limit)
+
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
+             responses={404: {"description": "unknown job"}})
+    def get_job(job_id: JobId, s: DB) -> JobOut:
+        return JobOut(**views.job_json(get_job_row(s, job_id)))
+
+    @app.post("/api/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[Auth],
+              tags=["jobs"], responses={404: {"description": "unknown job"},
+                                        409: {"description": "the job is not under way"}})
+    def cancel_job(job_id: JobId, s: DB) -> JobOut:
+        job = get_job_row(s, job_id)
+        if job.kind != "train":
+            raise HTTPException(409, detail=f"job {job_id} is a {job.kind} job; cancel its study")
+        if job.status not in ACTIVE:
+            raise HTTPException(409, detail=f"job {job_id} is {job.status}, not running")
+        job.status, job.finished_at, job.pid = "cancelled", views_now(), None
+        s.commit()
+        if state.runner is not None:
+            state.runner.cancel_job(job_id)
+        return JobOut(**views.job_json(job))
 
     # -- exports ---------------------------------------------------------------------------
     @app.get(

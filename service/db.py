@@ -54,7 +54,12 @@ class StudyRow(Base):
 
 
 class JobRow(Base):
-    """Long work outside the request path: one study run, or a promoted full training."""
+    """Long work outside the request path: one study run, or a promoted full training.
+
+    A train job's `payload` is its request with defaults filled in (recipe, data_dir, epochs,
+    workers, ...); `progress` is `{"epoch", "epochs", "step", "steps"}` (epochs finished so far,
+    steps of the epoch under way); `curve` has one entry per finished epoch; `result` is set
+    once the run has reached its last epoch."""
 
     __tablename__ = "clnas_jobs"
 
@@ -63,10 +68,12 @@ class JobRow(Base):
         ForeignKey("clnas_studies.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(16))  # "search" | "train"
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     trial_number: Mapped[int | None] = mapped_column(default=None)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    curve: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     pid: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

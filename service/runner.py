@@ -1,12 +1,15 @@
-"""Studies run outside the request path (issue 5).
+"""Studies and promoted full trainings run outside the request path (issues 5 and 7).
 
 - One Ray cluster for the whole service: `--ray-address` joins an existing one; otherwise the
   service starts a local head (`ray start --head --block`) that dies with the service.
 - Each study runs in its own process (`python -m service.worker`), a Ray driver on that cluster,
   so several studies share Ray's resources and a crashing study cannot take the API down.
-- A supervisor thread starts queued studies, watches their processes and records the outcome.
-  On start, studies left `running` by a killed service are queued again: `run_study` resumes
-  them from the Optuna storage without losing a completed trial.
+- Each promoted trial's full training runs the same way (`python -m service.train_worker`),
+  a Ray Train driver on that cluster.
+- A supervisor thread starts queued studies and train jobs, watches their processes and records
+  the outcome. On start, studies and jobs left `running` by a killed service are queued again:
+  `run_study` resumes a study from the Optuna storage without losing a completed trial, and a
+  train job resumes from its last epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from service.db import StudyRow, utcnow
+from service.db import JobRow, StudyRow, utcnow
 from service.settings import Settings
 
 log = logging.getLogger("clnas.service")
@@ -102,7 +105,8 @@ class RayHead:
 
 
 class StudyRunner:
-    """Starts queued studies as processes, records how they end, cancels them on request."""
+    """Starts queued studies and train jobs as processes, records how they end, cancels them
+    on request."""
 
     def __init__(self, settings: Settings, session_factory: sessionmaker[Any], poll_s: float = 1.0):
         self.settings = settings
@@ -110,7 +114,8 @@ class StudyRunner:
         self.poll_s = poll_s
         self.log_dir = Path(settings.results_dir) / "logs"
         self.head = RayHead(settings, self.log_dir)
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}  # study id -> its process
+        self.jobs: dict[int, subprocess.Popen[bytes]] = {}  # train job id -> its process
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
@@ -118,28 +123,42 @@ class StudyRunner:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        with self.sessions.begin() as s:  # a killed service left these without a process
-            for row in s.scalars(select(StudyRow).where(StudyRow.status == "running")):
-                row.status = "queued"
+        self.requeue_interrupted()
         self.thread = threading.Thread(target=self._loop, name="clnas-runner", daemon=True)
         self.thread.start()
 
+    def requeue_interrupted(self) -> None:
+        """Studies and train jobs a stopped or killed service left `running` (without a
+        process) are queued again; they resume where they were."""
+        with self.sessions.begin() as s:
+            for row in s.scalars(select(StudyRow).where(StudyRow.status == "running")):
+                row.status = "queued"
+            for job in s.scalars(select(JobRow).where(JobRow.status == "running")):
+                job.status, job.pid = "queued", None
+
     def stop(self) -> None:
-        """Service shutdown: study processes stop; their studies stay `running` in the
+        """Service shutdown: study and train processes stop; their rows stay `running` in the
         database and resume on the next start."""
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(30)
         with self.lock:
-            for proc in self.procs.values():
+            for proc in [*self.procs.values(), *self.jobs.values()]:
                 self._terminate(proc)
             self.procs.clear()
+            self.jobs.clear()
         self.head.stop()
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self, study_id: int) -> None:
         with self.lock:
             proc = self.procs.pop(study_id, None)
+        if proc is not None:
+            self._terminate(proc)
+
+    def cancel_job(self, job_id: int) -> None:
+        with self.lock:
+            proc = self.jobs.pop(job_id, None)
         if proc is not None:
             self._terminate(proc)
 
@@ -181,12 +200,27 @@ class StudyRunner:
                 else:
                     row.status = "failed"
                     row.error = self._log_tail(sid) or f"exit code {proc.returncode}"
+        with self.lock:
+            ended = {jid: p for jid, p in self.jobs.items() if p.poll() is not None}
+            for jid in ended:
+                del self.jobs[jid]
+        for jid, proc in ended.items():
+            with self.sessions.begin() as s:
+                job = s.get(JobRow, jid)
+                if job is None or job.status != "running":
+                    continue  # completed (the worker records that), cancelled or deleted
+                job.finished_at, job.pid, job.status = utcnow(), None, "failed"
+                tail = self._log_tail(jid, kind="train")
+                job.error = tail or f"exit code {proc.returncode}"
 
     def _launch(self) -> None:
         with self.sessions.begin() as s:
             queued = list(s.scalars(select(StudyRow).where(StudyRow.status == "queued")
                                     .order_by(StudyRow.id)))
-            if not queued:
+            jobs = list(s.scalars(select(JobRow).where(JobRow.status == "queued",
+                                                       JobRow.kind == "train")
+                                  .order_by(JobRow.id)))
+            if not queued and not jobs:
                 return
             if self.head.address is None:
                 try:
@@ -202,13 +236,18 @@ class StudyRunner:
                 row.error = None
                 row.runs = (row.runs or 0) + 1
                 self._spawn(row.id)
+            for job in jobs:
+                job.status = "running"
+                job.started_at = job.started_at or utcnow()
+                job.finished_at, job.error = None, None
+                job.pid = self._spawn_job(job.id)
 
-    def _log_path(self, study_id: int) -> Path:
-        return self.log_dir / f"study-{study_id}.log"
+    def _log_path(self, id_: int, kind: str = "study") -> Path:
+        return self.log_dir / f"{kind}-{id_}.log"
 
-    def _log_tail(self, study_id: int, n: int = 4000) -> str:
+    def _log_tail(self, id_: int, n: int = 4000, kind: str = "study") -> str:
         try:
-            text = self._log_path(study_id).read_text(errors="replace")
+            text = self._log_path(id_, kind).read_text(errors="replace")
         except OSError:
             return ""
         return text[-n:]
@@ -227,3 +266,17 @@ class StudyRunner:
         )
         with self.lock:
             self.procs[study_id] = proc
+
+    def _spawn_job(self, job_id: int) -> int:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "service.train_worker", "--job-id", str(job_id),
+               "--db", self.settings.db_url, "--ray-address", str(self.head.address),
+               "--results-dir", self.settings.results_dir]
+        out = self._log_path(job_id, "train").open("ab")
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=self.head.env,
+            preexec_fn=_die_with_parent(signal.SIGKILL),
+        )
+        with self.lock:
+            self.jobs[job_id] = proc
+        return proc.pid

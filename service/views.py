@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from service.db import JobRow
 from workers.study import StudySpec
 from workers.tune import (
     ARCH_ATTR,
@@ -47,8 +48,14 @@ def stage_summary(arch: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def trial_json(
-    t: FrozenTrial, metrics: list[str], *, compact: bool = False, front: set[int] | None = None
+    t: FrozenTrial,
+    metrics: list[str],
+    *,
+    compact: bool = False,
+    front: set[int] | None = None,
+    full: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A trial; `full` is its latest promoted training (`service.promotion.full_json`)."""
     attrs = t.user_attrs
     values = None
     if t.state == TrialState.COMPLETE and t.values is not None:
@@ -67,11 +74,31 @@ def trial_json(
         "epochs_done": len(attrs.get(CURVE_ATTR, [])),
         "started_at": iso(t.datetime_start),
         "finished_at": iso(t.datetime_complete),
+        "full": full,
     }
     if not compact:
         doc["arch"] = attrs.get(ARCH_ATTR)
         doc["curve"] = attrs.get(CURVE_ATTR, [])
     return doc
+
+
+def job_json(job: JobRow) -> dict[str, Any]:
+    """A job row for the API."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "study_id": job.study_id,
+        "trial_number": job.trial_number,
+        "spec": job.payload,
+        "progress": job.progress,
+        "curve": job.curve or [],
+        "result": job.result,
+        "error": job.error,
+        "created_at": iso(job.created_at) or "",
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
 
 
 def _normalised(spec: StudySpec, trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from workers.study import parse_study
 from workers.tune import run_study
 
 
-def _watch_parent(parent: int) -> None:
+def watch_parent(parent: int) -> None:
     """Exit when the service that started us is gone (belt and braces to PDEATHSIG)."""
     while True:
         time.sleep(1)
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", required=True)
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     engine = make_engine(args.db)
     with sessions(engine)() as s:
         row = s.get(StudyRow, args.study_id)

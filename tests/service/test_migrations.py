@@ -29,10 +29,11 @@ def test_upgrade_first_to_head_keeps_data(db_url: str) -> None:
         )
     seed_study(db_url, spec | {"search": {"n_trials": 5}}, 5)  # Optuna's tables, same database
     open_storage(db_url)
-    migrate(db_url)  # 0001 -> 0002 (head)
+    migrate(db_url)  # 0001 -> 0003 (head)
     insp = sa.inspect(engine)
     assert "clnas_exports" in insp.get_table_names()
     assert "runs" in {c["name"] for c in insp.get_columns("clnas_studies")}
+    assert {"progress", "curve"} <= {c["name"] for c in insp.get_columns("clnas_jobs")}
     with engine.connect() as con:
         row = con.execute(sa.text("SELECT name, spec, status, runs FROM clnas_studies")).one()
         assert row.name == "old-study" and row.status == "completed" and row.runs == 0
@@ -40,7 +41,7 @@ def test_upgrade_first_to_head_keeps_data(db_url: str) -> None:
         assert spec_back == spec
         assert con.execute(sa.text("SELECT count(*) FROM clnas_tokens")).scalar() == 1
         version = con.execute(sa.text("SELECT version_num FROM clnas_alembic_version")).scalar()
-        assert version == "0002"
+        assert version == "0003"
         assert con.execute(sa.text("SELECT count(*) FROM trials")).scalar() == 5
     migrate(db_url)  # idempotent at head
     engine.dispose()
