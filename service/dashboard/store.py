@@ -23,6 +23,7 @@ from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from service import views
+from service.app import TrialOut
 from workers.study import StudySpec
 from workers.tune import BASELINE_ATTR, REJECTED_ATTR, StudyProgress, baselines_study_name
 
@@ -154,7 +155,9 @@ class Snapshot:
     def trial_json(self, spec: StudySpec, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
         if compact and t.number in self.compact:
             return self.compact[t.number]
-        doc = views.trial_json(t, spec.metrics, compact=compact, front=self.front)
+        # through the API's response model, so the JSON is exactly what the REST API serves
+        doc = TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=self.front)
+                       ).model_dump(mode="json")
         if compact:
             self.compact[t.number] = doc
         return doc
@@ -185,7 +188,8 @@ class SnapshotCache:
             progress=progress(spec, trials, front, baselines),
             hypervolume=views.hypervolume(spec, front),
             history=views.hypervolume_history(spec, trials),
-            baselines=[views.trial_json(t, spec.metrics) for t in baselines],
+            baselines=[TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
+                       for t in baselines],
         )
         with self._lock:
             self._snapshots[study_id] = snap
