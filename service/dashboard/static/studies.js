@@ -112,6 +112,7 @@ async function setUpForm(root) {
   };
   root.querySelector("#submit-study").addEventListener("submit", async (event) => {
     event.preventDefault();
+    show([]);
     let doc;
     try {
       doc = JSON.parse(editor.value);
