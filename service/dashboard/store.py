@@ -48,7 +48,8 @@ def fingerprint(con: sa.Connection, name: str) -> tuple[Any, ...]:
         return (None,)
     trials = con.execute(
         sa.select(sa.func.count(), sa.func.max(TRIALS.c.trial_id),
-                  sa.func.count(TRIALS.c.datetime_complete), sa.func.max(TRIALS.c.datetime_complete),
+                  sa.func.count(TRIALS.c.datetime_complete),
+                  sa.func.max(TRIALS.c.datetime_complete),
                   sa.func.sum(sa.case((TRIALS.c.state == TrialState.RUNNING, 1), else_=0)))
         .where(TRIALS.c.study_id == sid)
     ).one()

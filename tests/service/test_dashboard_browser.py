@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import optuna
 import pytest
+from optuna.trial import TrialState
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route
 
 from objectives import cost_report
@@ -24,13 +25,16 @@ from service.db import StudyRow, make_engine, sessions
 from service.settings import Settings
 from tests.service.browser import chromium, live_server
 from tests.service.conftest import seed_study
-from workers.study import StudySpec
+from workers.study import StudySpec, parse_study
 from workers.tune import (
     ARCH_ATTR,
     BASELINE_ATTR,
     COST_ATTR,
     CURVE_ATTR,
+    PRUNED_AT_ATTR,
+    DefineByRun,
     baselines_study_name,
+    rejected_values,
 )
 
 pytestmark = pytest.mark.browser
@@ -58,6 +62,24 @@ def seed_baseline(url: str, spec: StudySpec, zoo_name: str, accuracy: float) -> 
                                     "fcrf": report.fcrf})
     trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": accuracy, "synthetic": True}])
     study.tell(trial, [accuracy, report.madds])
+
+
+def seed_unfinished(url: str, doc: dict[str, Any], states: list[TrialState]) -> None:
+    """Feasible candidates that were pruned, failed or are still running, as a run leaves them."""
+    spec = parse_study(doc)
+    study = optuna.load_study(study_name=spec.name, storage=url,
+                              sampler=optuna.samplers.RandomSampler(seed=99))
+    define = DefineByRun(spec)
+    for state in states:
+        trial = study.ask()
+        while (config := define(trial))["rejected"]:  # told as a run tells them; next
+            study.tell(trial, rejected_values(spec, config["cost"]))
+            trial = study.ask()
+        trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": 0.1, "synthetic": True}])
+        if state == TrialState.PRUNED:
+            trial.set_user_attr(PRUNED_AT_ATTR, 1)
+        if state != TrialState.RUNNING:
+            study.tell(trial, state=state)
 
 
 class Site:
@@ -89,8 +111,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def seeded(site: Site) -> int:
-    doc = _doc("dashboard-seeded", 80)
+    doc = _doc("dashboard-seeded", 90)
     sid = site.submit(doc, 80)
+    seed_unfinished(site.db_url, doc, [TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING])
     seed_baseline(site.db_url, StudySpec.model_validate(
         site.http.get(f"/api/studies/{sid}").json()["spec"]), "effnet_cifar100", 0.36)
     return sid
@@ -131,7 +154,8 @@ def click_trial(page: Page, number: int) -> None:
     xy = page.evaluate(
         """(number) => {
           const gd = document.getElementById("scatter");
-          const trace = gd.data.find((d) => d.meta && d.meta.trials && d.customdata.includes(number));
+          const trace = gd.data.find(
+            (d) => d.meta && d.meta.trials && d.customdata.includes(number));
           const i = trace.customdata.indexOf(number);
           const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, size = gd._fullLayout._size;
           const box = gd.getBoundingClientRect();
@@ -151,7 +175,7 @@ def test_studies_list(page: Page, site: Site, seeded: int) -> None:
     assert page.locator("#studies tbody tr").count() == total >= 1
     row = page.locator(f'#studies tr[data-study="{seeded}"]')
     assert "dashboard-seeded" in row.inner_text() and "synthetic" in row.inner_text().lower()
-    assert "/ 80" in row.inner_text()  # progress: done / budget
+    assert "/ 90" in row.inner_text()  # progress: done / budget
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "studies.png"), full_page=True)
 
@@ -160,16 +184,22 @@ def test_study_view_plots_every_trial_and_the_front(page: Page, site: Site, seed
     plotted = open_study(page, site, seeded)
     trials = site.http.get(f"/api/studies/{seeded}/trials", params={"compact": True}).json()
     rejected = sum(t["rejected"] for t in trials["items"])
-    assert plotted["all"] == trials["total"] == 80 and 0 < rejected < 80
+    states = [t["state"] for t in trials["items"] if not t["rejected"]]
+    assert plotted["all"] == trials["total"] and 0 < rejected < trials["total"]
     assert plotted["visible"] == trials["total"] - rejected  # rejected hidden by default
+    by = plotted["byCategory"]  # running, pruned and failed each get their own trace
+    assert (by["running"], by["pruned"], by["failed"], by["rejected"]) == (
+        states.count("RUNNING"), states.count("PRUNED"), states.count("FAIL"), rejected)
+    assert by["running"] == by["pruned"] == by["failed"] == 1
+    assert by["front"] + by["completed"] == states.count("COMPLETE")
     page.check("#show-rejected")
     page.wait_for_function(f"window.clnas.plotted.visible === {trials['total']}")
     front = site.http.get(f"/api/studies/{seeded}/front").json()["trials"]
     assert sorted(plotted["front"]) == sorted(t["number"] for t in front) != []
     assert plotted["baselines"] == 1
     assert page.locator("#synthetic-badge").is_visible()
-    assert page.locator("#trial-table").get_attribute("data-rows") == "80"
-    assert page.locator("#trial-table tbody tr").count() == 50  # the first page of 80
+    assert page.locator("#trial-table").get_attribute("data-rows") == str(trials["total"])
+    assert page.locator("#trial-table tbody tr").count() == 50  # the first page
     page.select_option("#x-metric", "params")
     page.wait_for_function("document.getElementById('scatter')._fullLayout.xaxis.title.text"
                            " === 'parameters'")

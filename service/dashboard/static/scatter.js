@@ -139,6 +139,7 @@ export async function drawScatter(el, state, { x, log, showRejected }) {
   const plotted = {
     all: shown.reduce((n, d) => n + d.x.length, 0),
     visible: shown.filter((d) => d.visible === true).reduce((n, d) => n + d.x.length, 0),
+    byCategory: Object.fromEntries(shown.map((d) => [d.meta.trials, d.x.length])),
     front: [...el.data.find((d) => d.meta && d.meta.trials === "front").customdata],
     unplotted,
     promoted: el.data.find((d) => d.meta && d.meta.promoted).x.length,
