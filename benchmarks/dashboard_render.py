@@ -1,10 +1,12 @@
 """How long the dashboard's study view takes to render a large study in headless Chromium.
 
 Seeds studies of `--trials` and `--baseline` trials (real sampling and cost model, stand-in
-accuracies: `tests.service.conftest.seed_study`) into a SQLite file, serves them with the real
-app, and times, per study, navigation start -> the study view reporting itself rendered (every
-trial plotted, the front, hypervolume history and the first table page drawn). Prints the median
-of `--repeats` loads per study and the ratio large / baseline.
+accuracies: `tests.service.conftest.seed_study`) into a SQLite file, then starts a fresh service
+on it and times, per study, navigation start -> the study view reporting itself rendered (every
+trial plotted, front, hypervolume history and the first table page drawn), on the page's own
+clock. The first load of each study is "cold" (the service reads and analyses the study's
+trials); later loads reuse the service's snapshot, as every load does while nothing changes.
+Prints cold, warm median and the ratio large / baseline.
 
     python benchmarks/dashboard_render.py                  # 5,000 vs 500 trials
     python benchmarks/dashboard_render.py --db /tmp/b.db   # keep (and reuse) the seeded store
@@ -27,7 +29,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the seeding helper lives in the test suite
+sys.path.insert(0, str(ROOT))  # the seeding and browser helpers live in the test suite
 
 from service.settings import Settings  # noqa: E402
 from tests.service.browser import chromium, live_server  # noqa: E402
@@ -46,14 +48,13 @@ def ensure_study(base: str, db_url: str, n: int) -> int:
     """The id of a study holding `n` trials, submitting and seeding what is missing."""
     doc = study_doc(n)
     http = httpx.Client(base_url=base, timeout=600)
-    studies = http.get("/api/studies", params={"limit": 500}).json()["items"]
+    studies = http.get("/api/dashboard/studies", params={"limit": 500}).json()["items"]
     sid = next((s["id"] for s in studies if s["name"] == doc["name"]), None)
     if sid is None:
         r = http.post("/api/studies", json=doc)
         r.raise_for_status()
         sid = r.json()["id"]
-    have = http.get(f"/api/studies/{sid}/trials",
-                     params={"limit": 1, "compact": True}).json()["total"]
+    have = http.get(f"/api/dashboard/studies/{sid}", params={"since": 2**31 - 1}).json()["total"]
     if have < n:
         t0 = time.perf_counter()
         print(f"seeding {doc['name']}: {n - have} trials ...", flush=True)
@@ -62,16 +63,17 @@ def ensure_study(base: str, db_url: str, n: int) -> int:
     return int(sid)
 
 
-def render_seconds(base: str, sid: int, repeats: int) -> list[float]:
-    """Navigation start -> `window.clnas.rendered` for the study, from the page's own clock."""
+def render_times(base: str, sid: int, repeats: int) -> list[tuple[float, float]]:
+    """Per load: (data received, study view rendered), seconds since navigation start."""
     out = []
     with chromium() as browser:
         for _ in range(repeats):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/#/studies/{sid}")
             page.wait_for_function(f"window.clnas && window.clnas.rendered === {sid}",
-                                   timeout=60_000)
-            out.append(page.evaluate("window.clnas.renderMs") / 1000)
+                                   timeout=120_000)
+            data_ms, render_ms = page.evaluate("[window.clnas.dataMs, window.clnas.renderMs]")
+            out.append((data_ms / 1000, render_ms / 1000))
             page.close()
     return out
 
@@ -80,7 +82,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5000)
     ap.add_argument("--baseline", type=int, default=500)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="loads per study (the first is cold)")
     ap.add_argument("--db", default=None, help="SQLite file to seed / reuse [a temp file]")
     args = ap.parse_args()
     db = Path(args.db or Path(tempfile.mkdtemp(prefix="clnas-bench-")) / "bench.db").resolve()
@@ -88,17 +90,19 @@ def main() -> int:
                         results_dir=str(db.parent / "ray_results"))
     with live_server(settings) as base:
         ids = {n: ensure_study(base, settings.db_url, n) for n in (args.baseline, args.trials)}
-        medians = {}
+    warm = {}
+    with live_server(settings) as base:  # a fresh service: its first load of a study is cold
         for n, sid in ids.items():
-            times = render_seconds(base, sid, args.repeats)
-            medians[n] = statistics.median(times)
-            print(f"{n:>6} trials: median {medians[n]:.2f} s   "
-                  f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
-    ratio = medians[args.trials] / medians[args.baseline]
-    verdict = "ok" if medians[args.trials] < RENDER_LIMIT_S else "TOO SLOW"
-    print(f"ratio {args.trials}/{args.baseline} trials: {ratio:.2f}x   "
-          f"{args.trials} trials under {RENDER_LIMIT_S:.0f} s: {verdict}")
-    return 0 if medians[args.trials] < RENDER_LIMIT_S else 1
+            runs = render_times(base, sid, args.repeats)
+            warm[n] = statistics.median(r for _, r in runs[1:]) if len(runs) > 1 else runs[0][1]
+            print(f"{n:>6} trials: cold {runs[0][1]:.2f} s, warm median {warm[n]:.2f} s   "
+                  f"(render s: {', '.join(f'{r:.2f}' for _, r in runs)}; data received at "
+                  f"{', '.join(f'{d:.2f}' for d, _ in runs)})")
+    ratio = warm[args.trials] / warm[args.baseline]
+    ok = warm[args.trials] < RENDER_LIMIT_S
+    print(f"ratio {args.trials}/{args.baseline} trials (warm): {ratio:.2f}x   "
+          f"{args.trials} trials under {RENDER_LIMIT_S:.0f} s: {'ok' if ok else 'TOO SLOW'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ export async function api(path, { method = "GET", body } = {}) {
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  return read(response);
+}
+
+// The JSON body of a response, or an ApiError (and a token prompt on 401).
+export async function read(response) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {

@@ -4,7 +4,7 @@ import { showStudies } from "./studies.js";
 import { showStudy } from "./study.js";
 
 // State read by the browser tests and the render benchmark (never scraped from the canvas).
-window.clnas = { view: null, rendered: null, renderMs: null, plotted: null, errors: [] };
+window.clnas = { view: null, rendered: null, dataMs: null, renderMs: null, plotted: null, errors: [] };
 
 let leave = () => {};
 

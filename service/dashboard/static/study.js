@@ -1,6 +1,6 @@
 // The study view: header, accuracy-vs-cost scatter with the Pareto front, trial detail,
 // hypervolume history, rejection statistics and the trial table; live while the study runs.
-import { api } from "./api.js";
+import { api, read } from "./api.js";
 import { escape, fixed, when } from "./format.js";
 import { showTrial } from "./trial.js";
 import { drawScatter } from "./scatter.js";
@@ -123,8 +123,12 @@ export function showStudy(root, id) {
     }
   }
 
-  api(`/api/dashboard/studies/${id}`)
+  const prefetch = window.clnasPrefetch;
+  window.clnasPrefetch = null; // only the first view of the page load can use it
+  const first = prefetch && prefetch.id === id ? prefetch.response.then(read) : api(`/api/dashboard/studies/${id}`);
+  first
     .then(async (snap) => {
+      window.clnas.dataMs = performance.now();
       await apply(snap);
       state.changes = 1;
       window.clnas.rendered = id;
