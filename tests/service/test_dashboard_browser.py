@@ -168,18 +168,6 @@ def click_trial(page: Page, number: int) -> None:
     page.mouse.click(xy[0], xy[1])
 
 
-def test_studies_list(page: Page, site: Site, seeded: int) -> None:
-    page.goto(site.base + "/")
-    page.wait_for_function("window.clnas && window.clnas.rendered === 'studies'")
-    total = site.http.get("/api/studies").json()["total"]
-    assert page.locator("#studies tbody tr").count() == total >= 1
-    row = page.locator(f'#studies tr[data-study="{seeded}"]')
-    assert "dashboard-seeded" in row.inner_text() and "synthetic" in row.inner_text().lower()
-    assert "/ 90" in row.inner_text()  # progress: done / budget
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "studies.png"), full_page=True)
-
-
 def test_study_view_plots_every_trial_and_the_front(page: Page, site: Site, seeded: int) -> None:
     plotted = open_study(page, site, seeded)
     trials = site.http.get(f"/api/studies/{seeded}/trials", params={"compact": True}).json()
@@ -249,6 +237,19 @@ def test_running_study_gains_points_without_reload(page: Page, site: Site) -> No
     total = site.http.get(f"/api/studies/{sid}/trials").json()["total"]
     assert page.evaluate("window.clnas.plotted.all") == total == 15
     assert page.locator("#study-header .stats").get_attribute("data-trials") == "15"
+
+
+def test_studies_list(page: Page, site: Site, seeded: int) -> None:
+    """Runs after the tests that add studies, so the screenshot shows more than one."""
+    page.goto(site.base + "/")
+    page.wait_for_function("window.clnas && window.clnas.rendered === 'studies'")
+    total = site.http.get("/api/studies").json()["total"]
+    assert page.locator("#studies tbody tr").count() == total >= 1
+    row = page.locator(f'#studies tr[data-study="{seeded}"]')
+    assert "dashboard-seeded" in row.inner_text() and "synthetic" in row.inner_text().lower()
+    assert "/ 90" in row.inner_text()  # progress: done / budget
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "studies.png"), full_page=True)
 
 
 def test_promoted_trials_and_kendall_tau_render_when_present(page: Page, site: Site,

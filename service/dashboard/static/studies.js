@@ -103,6 +103,7 @@ async function setUpForm(root) {
     editor.value = JSON.stringify(template(space), null, 2);
   };
   select.addEventListener("change", pick);
+  if (spaces.some((s) => s.name === "default")) select.value = "default";
   pick();
 
   const show = (items) => {
