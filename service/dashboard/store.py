@@ -14,6 +14,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -100,11 +101,20 @@ def load_trials(con: sa.Connection, name: str, number: int | None = None) -> lis
         out.append(FrozenTrial(
             number=num, trial_id=tid, state=TrialState[getattr(state, "name", state)],
             value=None, values=[vals[k] for k in sorted(vals)] if vals else None,
-            datetime_start=start, datetime_complete=complete, params={}, distributions={},
+            datetime_start=_local(start), datetime_complete=_local(complete), params={},
+            distributions={},
             user_attrs=user.get(tid, {}), system_attrs=system.get(tid, {}),
             intermediate_values={},
         ))
     return out
+
+
+def _local(stored: datetime | None) -> datetime | None:
+    """Optuna stores naive UTC and hands out naive local time (`TrialModel.datetime_start`);
+    do the same, so the JSON views see what they see through Optuna's storage."""
+    if stored is None:
+        return None
+    return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def pareto_front(spec: StudySpec, trials: list[FrozenTrial]) -> list[FrozenTrial]:

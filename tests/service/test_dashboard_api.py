@@ -5,6 +5,7 @@ assets are served from package data."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ def _doc(name: str, n: int) -> dict[str, Any]:
                       "search": EXAMPLE["search"] | {"n_trials": n}}
 
 
+@pytest.fixture
+def not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local time zone other than UTC (Optuna hands out trial times in local time)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("not_utc")
 def test_snapshot_matches_the_rest_api(client: TestClient, db_url: str) -> None:
     doc = _doc("dash-api", 40)
     sid = client.post("/api/studies", json=doc).json()["id"]
