@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import views
-from service.dashboard.store import Snapshot, SnapshotCache
+from service.dashboard.store import SnapshotCache, Summary
 from service.db import StudyRow
 from workers.study import StudySpec
 
@@ -36,10 +36,7 @@ def plotly_js() -> Path:
 
 
 def _cache(request: Request) -> SnapshotCache:
-    app_state = request.app.state
-    if not hasattr(app_state, "dashboard_cache"):
-        app_state.dashboard_cache = SnapshotCache(app_state.clnas.engine)
-    cache: SnapshotCache = app_state.dashboard_cache
+    cache: SnapshotCache = request.app.state.dashboard_cache
     return cache
 
 
@@ -51,8 +48,8 @@ def _study(request: Request, s: Session, study_id: int) -> tuple[StudyRow, Study
     return row, request.app.state.clnas.spec(row)
 
 
-def _header(row: StudyRow, spec: StudySpec, snap: Snapshot) -> dict[str, Any]:
-    """The fields of the API's Study object, progress and hypervolume from the snapshot."""
+def _header(row: StudyRow, spec: StudySpec, summary: Summary) -> dict[str, Any]:
+    """The fields of the API's Study object (without `spec`)."""
     return {
         "id": row.id, "name": row.name, "status": row.status, "dataset": spec.dataset,
         "synthetic": spec.dataset == "synthetic",
@@ -61,7 +58,7 @@ def _header(row: StudyRow, spec: StudySpec, snap: Snapshot) -> dict[str, Any]:
         "directions": list(spec.modes), "n_trials": spec.search.n_trials,
         "created_at": views.iso(row.created_at), "started_at": views.iso(row.started_at),
         "finished_at": views.iso(row.finished_at), "error": row.error,
-        "progress": snap.progress, "hypervolume": snap.hypervolume,
+        "progress": summary.progress, "hypervolume": summary.hypervolume,
     }
 
 
@@ -77,7 +74,7 @@ def list_studies(
         items = []
         for row in rows[offset: offset + limit]:
             spec = state.spec(row)
-            items.append(_header(row, spec, _cache(request).get(row.id, row.status, spec)))
+            items.append(_header(row, spec, _cache(request).summary(row.id, row.status, spec)))
     return {"items": items, "total": len(rows), "offset": offset, "limit": limit}
 
 
@@ -91,13 +88,12 @@ def study_snapshot(
     with request.app.state.clnas.sessions() as s:
         row, spec = _study(request, s, study_id)
         snap = _cache(request).get(row.id, row.status, spec)
-        header = _header(row, spec, snap)
+        header = _header(row, spec, snap.summary)
     return {
         "study": header,
         "version": repr(snap.key),
         "total": len(snap.trials),
-        "trials": [snap.trial_json(spec, t, compact=True) for t in snap.trials
-                   if t.number >= since],
+        "trials": [snap.compact(t) for t in snap.trials if t.number >= since],
         "front": sorted(snap.front),
         "hypervolume_history": snap.history,
         "baselines": snap.baselines,
@@ -109,16 +105,16 @@ def trial_detail(request: Request, study_id: Id, number: Number) -> dict[str, An
     """One trial in full (arch and curve), as `GET /api/studies/{id}/trials/{number}`."""
     with request.app.state.clnas.sessions() as s:
         row, spec = _study(request, s, study_id)
-        snap = _cache(request).get(row.id, row.status, spec)
-    for t in snap.trials:
-        if t.number == number:
-            return snap.trial_json(spec, t, compact=False)
+        trial = _cache(request).get(row.id, row.status, spec).full(number)
+    if trial is not None:
+        return trial
     raise HTTPException(404, detail=f"trial {number} not found in study {spec.name!r}")
 
 
 def mount(app: FastAPI) -> None:
     """Serve the dashboard at `/`, its assets under `/dashboard/`, its data under
     `/api/dashboard/`."""
+    app.state.dashboard_cache = SnapshotCache(app.state.clnas.engine)
     app.include_router(router)
 
     @app.get("/", include_in_schema=False)

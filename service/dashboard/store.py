@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import math
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,16 +64,14 @@ def fingerprint(con: sa.Connection, name: str) -> tuple[Any, ...]:
     return (sid, *trials, *attrs)
 
 
-def load_trials(con: sa.Connection, name: str, number: int | None = None) -> list[FrozenTrial]:
-    """Every trial of the Optuna study `name` (or just trial `number`), in number order, with
+def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
+    """Every trial of the Optuna study `name`, in number order, with
     values, user attributes and the constraint values; params and intermediate values are left
     out (nothing on the dashboard reads them)."""
     sid = _optuna_study_id(con, name)
     if sid is None:
         return []
     where = [TRIALS.c.study_id == sid]
-    if number is not None:
-        where.append(TRIALS.c.number == number)
     rows = con.execute(
         sa.select(TRIALS.c.trial_id, TRIALS.c.number, TRIALS.c.state, TRIALS.c.datetime_start,
                   TRIALS.c.datetime_complete).where(*where).order_by(TRIALS.c.number)
@@ -150,62 +150,97 @@ def progress(spec: StudySpec, trials: list[FrozenTrial], front: list[FrozenTrial
     return p.to_dict()
 
 
-@dataclass
+@dataclass(frozen=True)
+class Summary:
+    """What the studies list shows of a study."""
+
+    key: tuple[Any, ...]
+    progress: dict[str, Any]
+    hypervolume: float | None
+
+
 class Snapshot:
     """Everything the study view draws, computed from one read of the study's trials."""
 
-    key: tuple[Any, ...]
-    trials: list[FrozenTrial]
-    front: set[int]
-    progress: dict[str, Any]
-    hypervolume: float | None
-    history: list[dict[str, Any]]
-    baselines: list[dict[str, Any]]
-    compact: dict[int, dict[str, Any]] = field(default_factory=dict)
+    def __init__(self, key: tuple[Any, ...], spec: StudySpec, trials: list[FrozenTrial],
+                 baselines: list[FrozenTrial]):
+        front = pareto_front(spec, trials)
+        self.key, self.spec, self.trials = key, spec, trials
+        self.front = {t.number for t in front}
+        self.summary = Summary(key, progress(spec, trials, front, baselines),
+                               views.hypervolume(spec, front))
+        self.baselines = [TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
+                          for t in baselines]  # another study: its numbers are not ours
+        self._compact: dict[int, dict[str, Any]] = {}
 
-    def trial_json(self, spec: StudySpec, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
-        if compact and t.number in self.compact:
-            return self.compact[t.number]
+    @cached_property
+    def history(self) -> list[dict[str, Any]]:
+        """Hypervolume after each trial (the one part that grows faster than linearly)."""
+        return views.hypervolume_history(self.spec, self.trials)
+
+    def _json(self, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
         # through the API's response model, so the JSON is exactly what the REST API serves
-        doc = TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=self.front)
-                       ).model_dump(mode="json")
-        if compact:
-            self.compact[t.number] = doc
+        doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front)
+        return TrialOut(**doc).model_dump(mode="json")
+
+    def compact(self, t: FrozenTrial) -> dict[str, Any]:
+        doc = self._compact.get(t.number)
+        if doc is None:
+            doc = self._compact[t.number] = self._json(t, compact=True)
         return doc
+
+    def full(self, number: int) -> dict[str, Any] | None:
+        if 0 <= number < len(self.trials) and self.trials[number].number == number:
+            return self._json(self.trials[number], compact=False)
+        return next((self._json(t, compact=False) for t in self.trials if t.number == number),
+                    None)
 
 
 class SnapshotCache:
-    """One snapshot per study, rebuilt when the study's fingerprint (or status) changes."""
+    """Per study, the latest snapshot (for the few most recently viewed studies) and summary
+    (for every study), rebuilt when the study's status or rows change."""
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, keep: int = 8):
         self.engine = engine
+        self.keep = keep
         self._lock = threading.Lock()
-        self._snapshots: dict[int, Snapshot] = {}
+        self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._summaries: dict[int, Summary] = {}
+
+    def _key(self, con: sa.Connection, status: str, spec: StudySpec) -> tuple[Any, ...]:
+        return (status, spec.name, fingerprint(con, spec.name),
+                fingerprint(con, baselines_study_name(spec.name)))
 
     def get(self, study_id: int, status: str, spec: StudySpec) -> Snapshot:
         with self.engine.connect() as con:
-            key = (status, spec.name, fingerprint(con, spec.name),
-                   fingerprint(con, baselines_study_name(spec.name)))
+            key = self._key(con, status, spec)
             with self._lock:
                 cached = self._snapshots.get(study_id)
-            if cached is not None and cached.key == key:
-                return cached
+                if cached is not None and cached.key == key:
+                    self._snapshots.move_to_end(study_id)
+                    return cached
             trials = load_trials(con, spec.name)
             baselines = [t for t in load_trials(con, baselines_study_name(spec.name))
                          if BASELINE_ATTR in t.user_attrs]
-        front = pareto_front(spec, trials)
-        snap = Snapshot(
-            key=key, trials=trials, front={t.number for t in front},
-            progress=progress(spec, trials, front, baselines),
-            hypervolume=views.hypervolume(spec, front),
-            history=views.hypervolume_history(spec, trials),
-            baselines=[TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
-                       for t in baselines],
-        )
+        snap = Snapshot(key, spec, trials, baselines)
         with self._lock:
             self._snapshots[study_id] = snap
+            self._snapshots.move_to_end(study_id)
+            while len(self._snapshots) > self.keep:
+                self._snapshots.popitem(last=False)
+            self._summaries[study_id] = snap.summary
         return snap
+
+    def summary(self, study_id: int, status: str, spec: StudySpec) -> Summary:
+        with self.engine.connect() as con:
+            key = self._key(con, status, spec)
+        with self._lock:
+            cached = self._summaries.get(study_id)
+        if cached is not None and cached.key == key:
+            return cached
+        return self.get(study_id, status, spec).summary
 
     def forget(self, study_id: int) -> None:
         with self._lock:
             self._snapshots.pop(study_id, None)
+            self._summaries.pop(study_id, None)

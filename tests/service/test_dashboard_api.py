@@ -85,6 +85,22 @@ def test_snapshot_follows_new_trials(client: TestClient, db_url: str) -> None:
     assert second["study"]["progress"] == client.get(f"/api/studies/{sid}").json()["progress"]
 
 
+def test_cache_keeps_few_snapshots_and_every_summary(client: TestClient, db_url: str) -> None:
+    cache = client.app.state.dashboard_cache  # type: ignore[attr-defined]
+    cache.keep = 1
+    ids = []
+    for name in ("dash-a", "dash-b"):
+        doc = _doc(name, 5)
+        ids.append(client.post("/api/studies", json=doc).json()["id"])
+        seed_study(db_url, doc, 5)
+    for sid in ids:
+        assert client.get(f"/api/dashboard/studies/{sid}").json()["total"] == 5
+    assert list(cache._snapshots) == [ids[1]] and set(cache._summaries) == set(ids)
+    listed = client.get("/api/dashboard/studies").json()["items"]
+    assert [s["progress"]["sampled"] for s in listed] == [5, 5]
+    assert list(cache._snapshots) == [ids[1]]  # the list is served from the summaries
+
+
 def test_unknown_ids_and_static_assets(client: TestClient) -> None:
     assert client.get("/api/dashboard/studies/7").status_code == 404
     assert client.get("/api/dashboard/studies/0").status_code == 422
