@@ -80,7 +80,9 @@ export function showStudies(root) {
     if (alive) timer = setTimeout(refresh, delay);
   }
 
-  setUpForm(root);
+  setUpForm(root).catch((err) => {
+    root.querySelector("#problems").innerHTML = `<li>cannot load the built-in spaces: ${escape(err.message)}</li>`;
+  });
   refresh().then(() => {
     window.clnas.rendered = "studies";
   });
