@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh test
+# The dashboard's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download is not used); install it on a bare machine.
+if ! command -v chromium >/dev/null 2>&1; then
+  as_root=""
+  if [ "$(id -u)" -ne 0 ]; then as_root="sudo"; fi
+  $as_root apt-get update -q
+  $as_root apt-get install -y -q chromium
+fi
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,246 @@
+"""Fast reads of a study's trials for the dashboard.
+
+The REST endpoints read trials through Optuna's storage API, which builds every trial through
+the ORM (and `best_trials` deep-copies them): seconds per call at a few thousand trials. The
+dashboard instead reads Optuna's tables with one Core query per table (the table definitions
+are Optuna's own, `optuna.storages._rdb.models`), rebuilds `FrozenTrial`s, and hands them to the
+same JSON views and Pareto/hypervolume code the API uses. A snapshot is cached per study and
+reused while a cheap fingerprint of the study's rows is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import sqlalchemy as sa
+from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from service import views
+from service.app import TrialOut
+from workers.study import StudySpec
+from workers.tune import BASELINE_ATTR, REJECTED_ATTR, StudyProgress, baselines_study_name
+
+TRIALS = models.TrialModel.__table__
+VALUES = models.TrialValueModel.__table__
+USER_ATTRS = models.TrialUserAttributeModel.__table__
+SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
+STUDIES = models.StudyModel.__table__
+CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
+_INF = {"INF_POS": math.inf, "INF_NEG": -math.inf}
+
+
+def _optuna_study_id(con: sa.Connection, name: str) -> int | None:
+    return con.scalar(sa.select(STUDIES.c.study_id).where(STUDIES.c.study_name == name))
+
+
+def fingerprint(con: sa.Connection, name: str) -> tuple[Any, ...]:
+    """Changes whenever a trial is added, changes state, or gains or updates a user attribute
+    (e.g. a running trial's learning curve): counts, states and attribute sizes."""
+    sid = _optuna_study_id(con, name)
+    if sid is None:
+        return (None,)
+    trials = con.execute(
+        sa.select(sa.func.count(), sa.func.max(TRIALS.c.trial_id),
+                  sa.func.count(TRIALS.c.datetime_complete),
+                  sa.func.max(TRIALS.c.datetime_complete),
+                  sa.func.sum(sa.case((TRIALS.c.state == TrialState.RUNNING, 1), else_=0)))
+        .where(TRIALS.c.study_id == sid)
+    ).one()
+    attrs = con.execute(
+        sa.select(sa.func.count(), sa.func.sum(sa.func.length(USER_ATTRS.c.value_json)))
+        .select_from(USER_ATTRS.join(TRIALS, USER_ATTRS.c.trial_id == TRIALS.c.trial_id))
+        .where(TRIALS.c.study_id == sid)
+    ).one()
+    return (sid, *trials, *attrs)
+
+
+def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
+    """Every trial of the Optuna study `name`, in number order, with
+    values, user attributes and the constraint values; params and intermediate values are left
+    out (nothing on the dashboard reads them)."""
+    sid = _optuna_study_id(con, name)
+    if sid is None:
+        return []
+    where = [TRIALS.c.study_id == sid]
+    rows = con.execute(
+        sa.select(TRIALS.c.trial_id, TRIALS.c.number, TRIALS.c.state, TRIALS.c.datetime_start,
+                  TRIALS.c.datetime_complete).where(*where).order_by(TRIALS.c.number)
+    ).all()
+    ids = sa.select(TRIALS.c.trial_id).where(*where).scalar_subquery()
+    values: dict[int, dict[int, float]] = {}
+    for tid, objective, value, kind in con.execute(
+        sa.select(VALUES.c.trial_id, VALUES.c.objective, VALUES.c.value, VALUES.c.value_type)
+        .where(VALUES.c.trial_id.in_(ids))
+    ):
+        values.setdefault(tid, {})[objective] = _INF.get(getattr(kind, "name", kind), value)
+    user: dict[int, dict[str, Any]] = {}
+    for tid, key, raw in con.execute(
+        sa.select(USER_ATTRS.c.trial_id, USER_ATTRS.c.key, USER_ATTRS.c.value_json)
+        .where(USER_ATTRS.c.trial_id.in_(ids))
+    ):
+        user.setdefault(tid, {})[key] = json.loads(raw)
+    system: dict[int, dict[str, Any]] = {}
+    for tid, raw in con.execute(
+        sa.select(SYSTEM_ATTRS.c.trial_id, SYSTEM_ATTRS.c.value_json)
+        .where(SYSTEM_ATTRS.c.trial_id.in_(ids), SYSTEM_ATTRS.c.key == CONSTRAINTS_KEY)
+    ):
+        system[tid] = {CONSTRAINTS_KEY: json.loads(raw)}
+    out = []
+    for tid, num, state, start, complete in rows:
+        vals = values.get(tid)
+        out.append(FrozenTrial(
+            number=num, trial_id=tid, state=TrialState[getattr(state, "name", state)],
+            value=None, values=[vals[k] for k in sorted(vals)] if vals else None,
+            datetime_start=_local(start), datetime_complete=_local(complete), params={},
+            distributions={},
+            user_attrs=user.get(tid, {}), system_attrs=system.get(tid, {}),
+            intermediate_values={},
+        ))
+    return out
+
+
+def _local(stored: datetime | None) -> datetime | None:
+    """Optuna stores naive UTC and hands out naive local time (`TrialModel.datetime_start`);
+    do the same, so the JSON views see what they see through Optuna's storage."""
+    if stored is None:
+        return None
+    return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+
+
+def pareto_front(spec: StudySpec, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Optuna's `best_trials` (feasible trials only), computed on already loaded trials."""
+    directions = [StudyDirection.MAXIMIZE if m == "max" else StudyDirection.MINIMIZE
+                  for m in spec.modes]
+    return _get_pareto_front_trials_by_trials(trials, directions, consider_constraint=True)
+
+
+def progress(spec: StudySpec, trials: list[FrozenTrial], front: list[FrozenTrial],
+             baselines: list[FrozenTrial]) -> dict[str, Any]:
+    """`GET /api/studies/{id}`'s `progress`, counted as `workers.tune.study_progress` counts it
+    but over already loaded trials."""
+    p = StudyProgress(spec.search.n_trials, baselines_total=len(spec.baselines),
+                      sampled=len(trials), front_size=len(front))
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            p.running += 1
+        elif t.state == TrialState.PRUNED:
+            p.pruned += 1
+        elif t.state == TrialState.FAIL:
+            p.failed += 1
+        elif t.state == TrialState.COMPLETE and REJECTED_ATTR in t.user_attrs:
+            p.rejected += 1
+            for reason in t.user_attrs[REJECTED_ATTR]:
+                key = reason["constraint"]
+                p.rejected_by_reason[key] = p.rejected_by_reason.get(key, 0) + 1
+        elif t.state == TrialState.COMPLETE:
+            p.completed += 1
+    for t in baselines:
+        p.baselines_done += t.state == TrialState.COMPLETE
+        p.running += t.state == TrialState.RUNNING
+    return p.to_dict()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the studies list shows of a study."""
+
+    key: tuple[Any, ...]
+    progress: dict[str, Any]
+    hypervolume: float | None
+
+
+class Snapshot:
+    """Everything the study view draws, computed from one read of the study's trials."""
+
+    def __init__(self, key: tuple[Any, ...], spec: StudySpec, trials: list[FrozenTrial],
+                 baselines: list[FrozenTrial]):
+        front = pareto_front(spec, trials)
+        self.key, self.spec, self.trials = key, spec, trials
+        self.front = {t.number for t in front}
+        self.summary = Summary(key, progress(spec, trials, front, baselines),
+                               views.hypervolume(spec, front))
+        self.baselines = [TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
+                          for t in baselines]  # another study: its numbers are not ours
+        self._compact: dict[int, dict[str, Any]] = {}
+
+    @cached_property
+    def history(self) -> list[dict[str, Any]]:
+        """Hypervolume after each trial (the one part that grows faster than linearly)."""
+        return views.hypervolume_history(self.spec, self.trials)
+
+    def _json(self, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
+        # through the API's response model, so the JSON is exactly what the REST API serves
+        doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front)
+        return TrialOut(**doc).model_dump(mode="json")
+
+    def compact(self, t: FrozenTrial) -> dict[str, Any]:
+        doc = self._compact.get(t.number)
+        if doc is None:
+            doc = self._compact[t.number] = self._json(t, compact=True)
+        return doc
+
+    def full(self, number: int) -> dict[str, Any] | None:
+        if 0 <= number < len(self.trials) and self.trials[number].number == number:
+            return self._json(self.trials[number], compact=False)
+        return next((self._json(t, compact=False) for t in self.trials if t.number == number),
+                    None)
+
+
+class SnapshotCache:
+    """Per study, the latest snapshot (for the few most recently viewed studies) and summary
+    (for every study), rebuilt when the study's status or rows change."""
+
+    def __init__(self, engine: sa.Engine, keep: int = 8):
+        self.engine = engine
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._summaries: dict[int, Summary] = {}
+
+    def _key(self, con: sa.Connection, status: str, spec: StudySpec) -> tuple[Any, ...]:
+        return (status, spec.name, fingerprint(con, spec.name),
+                fingerprint(con, baselines_study_name(spec.name)))
+
+    def get(self, study_id: int, status: str, spec: StudySpec) -> Snapshot:
+        with self.engine.connect() as con:
+            key = self._key(con, status, spec)
+            with self._lock:
+                cached = self._snapshots.get(study_id)
+                if cached is not None and cached.key == key:
+                    self._snapshots.move_to_end(study_id)
+                    return cached
+            trials = load_trials(con, spec.name)
+            baselines = [t for t in load_trials(con, baselines_study_name(spec.name))
+                         if BASELINE_ATTR in t.user_attrs]
+        snap = Snapshot(key, spec, trials, baselines)
+        with self._lock:
+            self._snapshots[study_id] = snap
+            self._snapshots.move_to_end(study_id)
+            while len(self._snapshots) > self.keep:
+                self._snapshots.popitem(last=False)
+            self._summaries[study_id] = snap.summary
+        return snap
+
+    def summary(self, study_id: int, status: str, spec: StudySpec) -> Summary:
+        with self.engine.connect() as con:
+            key = self._key(con, status, spec)
+        with self._lock:
+            cached = self._summaries.get(study_id)
+        if cached is not None and cached.key == key:
+            return cached
+        return self.get(study_id, status, spec).summary
+
+    def forget(self, study_id: int) -> None:
+        with self._lock:
+            self._snapshots.pop(study_id, None)
+            self._summaries.pop(study_id, None)

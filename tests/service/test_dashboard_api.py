@@ -1,0 +1,114 @@
+"""The dashboard's read endpoints (`/api/dashboard/...`) agree with the REST API they stand in
+for, on SQLite and on PostgreSQL (they read Optuna's tables directly), and the page and its
+assets are served from package data."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import seed_study
+
+EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "synthetic_small.json").read_text())
+
+
+@pytest.fixture
+def client(db_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(db_url=db_url, results_dir=str(tmp_path / "ray"), run_studies=False)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _doc(name: str, n: int) -> dict[str, Any]:
+    return EXAMPLE | {"name": name, "budget": {"max_madds": 30_000_000},
+                      "search": EXAMPLE["search"] | {"n_trials": n}}
+
+
+@pytest.fixture
+def not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local time zone other than UTC (Optuna hands out trial times in local time)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("not_utc")
+def test_snapshot_matches_the_rest_api(client: TestClient, db_url: str) -> None:
+    doc = _doc("dash-api", 40)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 40)
+    api_study = client.get(f"/api/studies/{sid}").json()
+    api_trials = client.get(f"/api/studies/{sid}/trials", params={"compact": True}).json()
+    snap = client.get(f"/api/dashboard/studies/{sid}").json()
+
+    for key in ("name", "status", "synthetic", "metrics", "n_trials", "progress"):
+        assert snap["study"][key] == api_study[key], key
+    assert snap["study"]["hypervolume"] == pytest.approx(api_study["hypervolume"])
+    assert snap["total"] == api_trials["total"] == 40
+    assert snap["trials"] == api_trials["items"]  # the same JSON views, on_front included
+    front = client.get(f"/api/studies/{sid}/front").json()["trials"]
+    assert snap["front"] == sorted(t["number"] for t in front) != []
+    assert snap["hypervolume_history"] == client.get(f"/api/studies/{sid}/hypervolume").json()[
+        "points"]
+    assert [t["number"] for t in client.get(
+        f"/api/dashboard/studies/{sid}", params={"since": 35}).json()["trials"]] == list(
+        range(35, 40))
+
+    number = front[0]["number"]
+    full = client.get(f"/api/dashboard/studies/{sid}/trials/{number}").json()
+    assert full == client.get(f"/api/studies/{sid}/trials/{number}").json()
+    assert full["arch"]["format"] == "clnas.arch/1" and full["curve"]
+
+    listed = client.get("/api/dashboard/studies").json()
+    assert listed["total"] == 1 and listed["items"][0]["progress"] == api_study["progress"]
+
+
+def test_snapshot_follows_new_trials(client: TestClient, db_url: str) -> None:
+    doc = _doc("dash-live", 12)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 4)
+    first = client.get(f"/api/dashboard/studies/{sid}").json()
+    assert client.get(f"/api/dashboard/studies/{sid}").json()["version"] == first["version"]
+    seed_study(db_url, doc, 3, seed=4)
+    second = client.get(f"/api/dashboard/studies/{sid}").json()
+    assert second["version"] != first["version"] and second["total"] == 7
+    assert second["study"]["progress"] == client.get(f"/api/studies/{sid}").json()["progress"]
+
+
+def test_cache_keeps_few_snapshots_and_every_summary(client: TestClient, db_url: str) -> None:
+    cache = client.app.state.dashboard_cache  # type: ignore[attr-defined]
+    cache.keep = 1
+    ids = []
+    for name in ("dash-a", "dash-b"):
+        doc = _doc(name, 5)
+        ids.append(client.post("/api/studies", json=doc).json()["id"])
+        seed_study(db_url, doc, 5)
+    for sid in ids:
+        assert client.get(f"/api/dashboard/studies/{sid}").json()["total"] == 5
+    assert list(cache._snapshots) == [ids[1]] and set(cache._summaries) == set(ids)
+    listed = client.get("/api/dashboard/studies").json()["items"]
+    assert [s["progress"]["sampled"] for s in listed] == [5, 5]
+    assert list(cache._snapshots) == [ids[1]]  # the list is served from the summaries
+
+
+def test_unknown_ids_and_static_assets(client: TestClient) -> None:
+    assert client.get("/api/dashboard/studies/7").status_code == 404
+    assert client.get("/api/dashboard/studies/0").status_code == 422
+    page = client.get("/")
+    assert page.status_code == 200 and "/dashboard/main.js" in page.text
+    assert "<script" not in page.text.split("/dashboard/plotly.min.js")[0].split("<head>")[0]
+    js = client.get("/dashboard/plotly.min.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert len(js.content) > 1_000_000  # the bundled plotly.js, not a CDN stub
+    for asset in ("main.js", "study.js", "scatter.js", "dashboard.css"):
+        assert client.get(f"/dashboard/{asset}").status_code == 200, asset
