@@ -59,6 +59,7 @@ def _header(row: StudyRow, spec: StudySpec, summary: Summary) -> dict[str, Any]:
         "created_at": views.iso(row.created_at), "started_at": views.iso(row.started_at),
         "finished_at": views.iso(row.finished_at), "error": row.error,
         "progress": summary.progress, "hypervolume": summary.hypervolume,
+        "kendall_tau": summary.kendall_tau,
     }
 
 

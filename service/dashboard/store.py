@@ -24,9 +24,11 @@ from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.orm import Session
 
-from service import views
+from service import promotion, views
 from service.app import TrialOut
+from service.db import JobRow
 from workers.study import StudySpec
 from workers.tune import BASELINE_ATTR, REJECTED_ATTR, StudyProgress, baselines_study_name
 
@@ -157,18 +159,21 @@ class Summary:
     key: tuple[Any, ...]
     progress: dict[str, Any]
     hypervolume: float | None
+    kendall_tau: dict[str, Any] | None  # proxy vs full accuracy of promoted trials
 
 
 class Snapshot:
     """Everything the study view draws, computed from one read of the study's trials."""
 
     def __init__(self, key: tuple[Any, ...], spec: StudySpec, trials: list[FrozenTrial],
-                 baselines: list[FrozenTrial]):
+                 baselines: list[FrozenTrial], jobs: list[JobRow]):
         front = pareto_front(spec, trials)
         self.key, self.spec, self.trials = key, spec, trials
         self.front = {t.number for t in front}
+        self.promoted = promotion.full_by_trial(jobs)
         self.summary = Summary(key, progress(spec, trials, front, baselines),
-                               views.hypervolume(spec, front))
+                               views.hypervolume(spec, front),
+                               promotion.study_kendall(jobs, trials, spec.metrics))
         self.baselines = [TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
                           for t in baselines]  # another study: its numbers are not ours
         self._compact: dict[int, dict[str, Any]] = {}
@@ -180,7 +185,8 @@ class Snapshot:
 
     def _json(self, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
         # through the API's response model, so the JSON is exactly what the REST API serves
-        doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front)
+        doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front,
+                               full=self.promoted.get(t.number))
         return TrialOut(**doc).model_dump(mode="json")
 
     def compact(self, t: FrozenTrial) -> dict[str, Any]:
@@ -207,13 +213,21 @@ class SnapshotCache:
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
         self._summaries: dict[int, Summary] = {}
 
-    def _key(self, con: sa.Connection, status: str, spec: StudySpec) -> tuple[Any, ...]:
+    def _key(self, con: sa.Connection, status: str, spec: StudySpec,
+             jobs: list[JobRow]) -> tuple[Any, ...]:
+        # promotions change trials that finished long ago: their jobs are part of the key
+        promoted = tuple((j.id, j.status, (j.result or {}).get("top1")) for j in jobs)
         return (status, spec.name, fingerprint(con, spec.name),
-                fingerprint(con, baselines_study_name(spec.name)))
+                fingerprint(con, baselines_study_name(spec.name)), promoted)
+
+    def _jobs(self, study_id: int) -> list[JobRow]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return promotion.train_jobs(s, study_id)
 
     def get(self, study_id: int, status: str, spec: StudySpec) -> Snapshot:
+        jobs = self._jobs(study_id)
         with self.engine.connect() as con:
-            key = self._key(con, status, spec)
+            key = self._key(con, status, spec, jobs)
             with self._lock:
                 cached = self._snapshots.get(study_id)
                 if cached is not None and cached.key == key:
@@ -222,7 +236,7 @@ class SnapshotCache:
             trials = load_trials(con, spec.name)
             baselines = [t for t in load_trials(con, baselines_study_name(spec.name))
                          if BASELINE_ATTR in t.user_attrs]
-        snap = Snapshot(key, spec, trials, baselines)
+        snap = Snapshot(key, spec, trials, baselines, jobs)
         with self._lock:
             self._snapshots[study_id] = snap
             self._snapshots.move_to_end(study_id)
@@ -232,8 +246,9 @@ class SnapshotCache:
         return snap
 
     def summary(self, study_id: int, status: str, spec: StudySpec) -> Summary:
+        jobs = self._jobs(study_id)
         with self.engine.connect() as con:
-            key = self._key(con, status, spec)
+            key = self._key(con, status, spec, jobs)
         with self._lock:
             cached = self._summaries.get(study_id)
         if cached is not None and cached.key == key:

@@ -112,3 +112,30 @@ def test_unknown_ids_and_static_assets(client: TestClient) -> None:
     assert len(js.content) > 1_000_000  # the bundled plotly.js, not a CDN stub
     for asset in ("main.js", "study.js", "scatter.js", "dashboard.css"):
         assert client.get(f"/dashboard/{asset}").status_code == 200, asset
+
+
+def test_promoted_trials_and_kendall_tau_follow_the_jobs(client: TestClient, db_url: str) -> None:
+    from tests.service.test_promote import _write_train_job
+
+    doc = _doc("dash-promoted", 40)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 40)
+    first = client.get(f"/api/dashboard/studies/{sid}").json()  # cached before any promotion
+    assert first["study"]["kendall_tau"] is None
+    assert all(t["full"] is None for t in first["trials"])
+    done = sorted((t for t in first["trials"] if t["values"] and not t["rejected"]),
+                  key=lambda t: t["values"]["val_top1"])[:4]
+    # full accuracy in the proxy's order except one swap: tau = (5 - 1) / 6
+    for t, top1 in zip(done, [0.50, 0.60, 0.58, 0.70], strict=True):
+        _write_train_job(db_url, sid, t["number"], "completed", top1)
+    snap = client.get(f"/api/dashboard/studies/{sid}").json()
+    assert snap["version"] != first["version"]  # the jobs invalidate the cached snapshot
+    api = client.get(f"/api/studies/{sid}").json()
+    assert snap["study"]["kendall_tau"] == api["kendall_tau"]
+    assert api["kendall_tau"]["n"] == 4
+    assert api["kendall_tau"]["tau"] == pytest.approx(4 / 6)
+    api_trials = client.get(f"/api/studies/{sid}/trials", params={"compact": True}).json()
+    assert snap["trials"] == api_trials["items"]
+    promoted = {t["number"]: t["full"] for t in snap["trials"] if t["full"] is not None}
+    assert sorted(promoted) == sorted(t["number"] for t in done)
+    assert promoted[done[-1]["number"]]["top1"] == 0.70
