@@ -43,14 +43,12 @@ from service.db import (
 from service.db import ExportRow as ExportRecord
 from service.runner import StudyRunner
 from service.settings import Settings
+from service.store import Snapshot, SnapshotCache
 from workers.study import StudySpec, parse_study
 from workers.tune import (
-    BASELINE_ATTR,
     REJECTED_ATTR,
-    StudyProgress,
     baselines_study_name,
     open_storage,
-    study_progress,
 )
 
 VERSION = views.versions()["clnas"]
@@ -264,6 +262,7 @@ class State:
         self.settings = settings
         self.engine = make_engine(settings.db_url)
         self.sessions = sessions(self.engine)
+        self.cache = SnapshotCache(self.engine)  # fast reads of studies' trials
         self.storage: optuna.storages.RDBStorage | None = None
         self.runner: StudyRunner | None = None
         self.specs: dict[int, StudySpec] = {}
@@ -406,15 +405,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def study_out(s: Session, row: StudyRow, *, with_spec: bool = False) -> StudyOut:
         spec = state.spec(row)
-        progress = study_progress(state.optuna, spec)
-        hv = None
-        if progress.front_size:
-            hv = views.hypervolume(spec, _front(spec))
-        tau = None
-        jobs = promotion.train_jobs(s, row.id)
-        if sum(j.status == "completed" for j in jobs) >= 3:  # else tau is null: skip the load
-            tau = promotion.study_kendall(jobs, views.load_optuna(state.optuna, spec.name),
-                                          spec.metrics)
+        summary = state.cache.summary(row.id, row.status, spec)
+        tau = summary.kendall_tau
         return StudyOut(
             id=row.id, name=row.name, status=row.status,
             dataset=spec.dataset, synthetic=spec.dataset == "synthetic",
@@ -423,15 +415,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             directions=list(spec.modes), n_trials=spec.search.n_trials,
             created_at=views.iso(row.created_at) or "", started_at=views.iso(row.started_at),
             finished_at=views.iso(row.finished_at), error=row.error,
-            progress=Progress(**_progress_dict(progress)), hypervolume=hv,
+            progress=Progress(**summary.progress), hypervolume=summary.hypervolume,
             kendall_tau=None if tau is None else KendallOut(**tau),
             spec=row.spec if with_spec else None,
         )
-
-    def _front(spec: StudySpec) -> list[optuna.trial.FrozenTrial]:
-        from workers.tune import front_trials
-
-        return front_trials(state.optuna, spec.name)
 
     # -- studies ---------------------------------------------------------------------------
     @app.post("/api/studies", status_code=201, response_model=StudyOut, dependencies=[Auth],
@@ -523,6 +510,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 optuna.delete_study(study_name=n, storage=state.optuna)
         with state.lock:
             state.specs.pop(study_id, None)
+        state.cache.forget(study_id)
         return Response(status_code=204)
 
     # -- trials ----------------------------------------------------------------------------
@@ -536,64 +524,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         compact: bool = False,
     ) -> TrialList:
-        spec = state.spec(get_row(s, study_id))
-        trials = views.load_optuna(state.optuna, spec.name)
+        snap = snapshot(get_row(s, study_id))
+        spec, trials = snap.spec, snap.trials
         if state_ is not None:
             trials = [t for t in trials if t.state.name == state_]
         if rejected is not None:
             trials = [t for t in trials if (REJECTED_ATTR in t.user_attrs) == rejected]
-        trials = sorted(trials, key=lambda t: t.number)
-        front = {t.number for t in _front(spec)}
-        page = trials[offset: offset + limit]
-        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
+        page = trials[offset: offset + limit]  # in number order
         return TrialList(
-            items=[TrialOut(**views.trial_json(t, spec.metrics, compact=compact, front=front,
-                                               full=full.get(t.number)))
+            items=[TrialOut(**views.trial_json(t, spec.metrics, compact=compact,
+                                               front=snap.front, full=snap.promoted.get(t.number)))
                    for t in page],
             total=len(trials), offset=offset, limit=limit,
         )
 
-    def _trial(spec: StudySpec, number: int) -> optuna.trial.FrozenTrial:
-        for t in views.load_optuna(state.optuna, spec.name):
-            if t.number == number:
-                return t
-        raise HTTPException(404, detail=f"trial {number} not found in study {spec.name!r}")
+    def snapshot(row: StudyRow) -> Snapshot:
+        return state.cache.get(row.id, row.status, state.spec(row))
+
+    def _trial(snap: Snapshot, number: int) -> optuna.trial.FrozenTrial:
+        t = snap.trial(number)
+        if t is None:
+            raise HTTPException(404, detail=f"trial {number} not found in study "
+                                f"{snap.spec.name!r}")
+        return t
 
     @app.get("/api/studies/{study_id}/trials/{number}", response_model=TrialOut,
              tags=["trials"])
     def get_trial(study_id: Id, number: Number, s: DB) -> TrialOut:
-        spec = state.spec(get_row(s, study_id))
-        front = {t.number for t in _front(spec)}
-        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
-        return TrialOut(**views.trial_json(_trial(spec, number), spec.metrics, front=front,
-                                           full=full.get(number)))
+        snap = snapshot(get_row(s, study_id))
+        return TrialOut(**views.trial_json(_trial(snap, number), snap.spec.metrics,
+                                           front=snap.front, full=snap.promoted.get(number)))
 
     @app.get("/api/studies/{study_id}/front", response_model=FrontOut, tags=["trials"])
     def get_front(study_id: Id, s: DB) -> FrontOut:
-        spec = state.spec(get_row(s, study_id))
-        front = sorted(_front(spec), key=lambda t: t.number)
-        numbers = {t.number for t in front}
-        full = promotion.full_by_trial(promotion.train_jobs(s, study_id))
+        snap = snapshot(get_row(s, study_id))
+        spec = snap.spec
+        front = [t for t in snap.trials if t.number in snap.front]  # Optuna's best_trials
         return FrontOut(
             metrics=spec.metrics, directions=list(spec.modes),
-            trials=[TrialOut(**views.trial_json(t, spec.metrics, front=numbers,
-                                                full=full.get(t.number))) for t in front],
+            trials=[TrialOut(**views.trial_json(t, spec.metrics, front=snap.front,
+                                                full=snap.promoted.get(t.number)))
+                    for t in front],
         )
 
     @app.get("/api/studies/{study_id}/baselines", response_model=BaselinesOut, tags=["trials"])
     def get_baselines(study_id: Id, s: DB) -> BaselinesOut:
-        spec = state.spec(get_row(s, study_id))
-        trials = views.load_optuna(state.optuna, baselines_study_name(spec.name))
-        return BaselinesOut(items=[
-            TrialOut(**views.trial_json(t, spec.metrics)) for t in trials
-            if BASELINE_ATTR in t.user_attrs
-        ])
+        snap = snapshot(get_row(s, study_id))
+        return BaselinesOut(items=[TrialOut(**b) for b in snap.baselines])
 
     @app.get("/api/studies/{study_id}/hypervolume", response_model=HvOut, tags=["trials"])
     def get_hypervolume(study_id: Id, s: DB) -> HvOut:
-        spec = state.spec(get_row(s, study_id))
-        points = views.hypervolume_history(spec, views.load_optuna(state.optuna, spec.name))
-        return HvOut(points=[HvPoint(**p) for p in points])
+        snap = snapshot(get_row(s, study_id))
+        return HvOut(points=[HvPoint(**p) for p in snap.history])
 
     # -- promotion and jobs ------------------------------------------------------------------
     @app.post("/api/studies/{study_id}/trials/{number}/promote", status_code=202,
@@ -604,8 +586,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def promote_trial(study_id: Id, number: Number, s: DB,
                       body: Annotated[PromoteIn, Body()] = PromoteIn()) -> JobOut:  # noqa: B008
         row = get_row(s, study_id)
-        spec = state.spec(row)
-        t = _trial(spec, number)
+        t = _trial(snapshot(row), number)
         if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
             raise HTTPException(
                 409, detail=f"trial {number} is {t.state.name}"
@@ -678,8 +659,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         format: Literal["json", "yaml"] = "json",
     ) -> Response:
         row = get_row(s, study_id)
-        spec = state.spec(row)
-        t = _trial(spec, number)
+        snap = snapshot(row)
+        spec, t = snap.spec, _trial(snap, number)
         if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
             raise HTTPException(
                 409, detail=f"trial {number} is {t.state.name}"
@@ -702,8 +683,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={200: {"description": "the front as a clnas.bundle/1 document"}})
     def export_front(study_id: Id, s: DB) -> Response:
         row = get_row(s, study_id)
-        spec = state.spec(row)
-        front = sorted(_front(spec), key=lambda t: t.number)
+        snap = snapshot(row)
+        spec = snap.spec
+        front = [t for t in snap.trials if t.number in snap.front]  # number order
         bundle = {
             "format": "clnas.bundle/1",
             "study": spec.name,
@@ -802,7 +784,3 @@ def views_now() -> datetime:
     from service.db import utcnow
 
     return utcnow()
-
-
-def _progress_dict(p: StudyProgress) -> dict[str, Any]:
-    return p.to_dict()

@@ -189,11 +189,3 @@ def arch_export(study_id: int, spec: StudySpec, t: FrozenTrial) -> dict[str, Any
 
 def digest(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def load_optuna(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
-    try:
-        sid = storage.get_study_id_from_name(name)
-    except KeyError:
-        return []
-    return storage.get_all_trials(sid, deepcopy=False)

@@ -1,6 +1,6 @@
 """The dashboard (issue 6): a static single-page app at `/` over the REST API, plus three
 read-only endpoints under `/api/dashboard` that serve what it draws from one fast read of a
-study's trials (see `store.py`; reference: docs/API.md).
+study's trials (see `service/store.py`; reference: docs/API.md).
 
 Static assets ship as package data (`static/`); Plotly's JS comes from the installed `plotly`
 wheel, so the dashboard works offline.
@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import views
-from service.dashboard.store import SnapshotCache, Summary
 from service.db import StudyRow
+from service.store import SnapshotCache, Summary
 from workers.study import StudySpec
 
 STATIC = Path(__file__).parent / "static"
@@ -36,7 +36,7 @@ def plotly_js() -> Path:
 
 
 def _cache(request: Request) -> SnapshotCache:
-    cache: SnapshotCache = request.app.state.dashboard_cache
+    cache: SnapshotCache = request.app.state.clnas.cache
     return cache
 
 
@@ -115,7 +115,6 @@ def trial_detail(request: Request, study_id: Id, number: Number) -> dict[str, An
 def mount(app: FastAPI) -> None:
     """Serve the dashboard at `/`, its assets under `/dashboard/`, its data under
     `/api/dashboard/`."""
-    app.state.dashboard_cache = SnapshotCache(app.state.clnas.engine)
     app.include_router(router)
 
     @app.get("/", include_in_schema=False)

@@ -86,7 +86,7 @@ def test_snapshot_follows_new_trials(client: TestClient, db_url: str) -> None:
 
 
 def test_cache_keeps_few_snapshots_and_every_summary(client: TestClient, db_url: str) -> None:
-    cache = client.app.state.dashboard_cache  # type: ignore[attr-defined]
+    cache = client.app.state.clnas.cache  # type: ignore[attr-defined]
     cache.keep = 1
     ids = []
     for name in ("dash-a", "dash-b"):

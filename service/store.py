@@ -1,8 +1,8 @@
-"""Fast reads of a study's trials for the dashboard.
+"""Fast reads of a study's trials, for the REST API and the dashboard.
 
-The REST endpoints read trials through Optuna's storage API, which builds every trial through
-the ORM (and `best_trials` deep-copies them): seconds per call at a few thousand trials. The
-dashboard instead reads Optuna's tables with one Core query per table (the table definitions
+Optuna's storage API builds every trial through the ORM (and `best_trials` deep-copies them):
+seconds per call at a few thousand trials. The service instead reads Optuna's tables with one
+Core query per table (the table definitions
 are Optuna's own, `optuna.storages._rdb.models`), rebuilds `FrozenTrial`s, and hands them to the
 same JSON views and Pareto/hypervolume code the API uses. A snapshot is cached per study and
 reused while a cheap fingerprint of the study's rows is unchanged.
@@ -27,7 +27,6 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.orm import Session
 
 from service import promotion, views
-from service.app import TrialOut
 from service.db import JobRow
 from workers.study import StudySpec
 from workers.tune import BASELINE_ATTR, REJECTED_ATTR, StudyProgress, baselines_study_name
@@ -174,9 +173,20 @@ class Snapshot:
         self.summary = Summary(key, progress(spec, trials, front, baselines),
                                views.hypervolume(spec, front),
                                promotion.study_kendall(jobs, trials, spec.metrics))
-        self.baselines = [TrialOut(**views.trial_json(t, spec.metrics)).model_dump(mode="json")
-                          for t in baselines]  # another study: its numbers are not ours
+        self.baseline_trials = baselines  # another study: its numbers are not ours
         self._compact: dict[int, dict[str, Any]] = {}
+
+    @cached_property
+    def baselines(self) -> list[dict[str, Any]]:
+        from service.app import TrialOut
+
+        return [TrialOut(**views.trial_json(t, self.spec.metrics)).model_dump(mode="json")
+                for t in self.baseline_trials]
+
+    def trial(self, number: int) -> FrozenTrial | None:
+        if 0 <= number < len(self.trials) and self.trials[number].number == number:
+            return self.trials[number]
+        return next((t for t in self.trials if t.number == number), None)
 
     @cached_property
     def history(self) -> list[dict[str, Any]]:
@@ -185,6 +195,8 @@ class Snapshot:
 
     def _json(self, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
         # through the API's response model, so the JSON is exactly what the REST API serves
+        from service.app import TrialOut  # the app builds its cache from this module
+
         doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front,
                                full=self.promoted.get(t.number))
         return TrialOut(**doc).model_dump(mode="json")
@@ -196,10 +208,8 @@ class Snapshot:
         return doc
 
     def full(self, number: int) -> dict[str, Any] | None:
-        if 0 <= number < len(self.trials) and self.trials[number].number == number:
-            return self._json(self.trials[number], compact=False)
-        return next((self._json(t, compact=False) for t in self.trials if t.number == number),
-                    None)
+        t = self.trial(number)
+        return None if t is None else self._json(t, compact=False)
 
 
 class SnapshotCache:
