@@ -27,11 +27,19 @@ STAGE_KEYS_SKIP = {"block", "repeat", "out", "stride"}
 
 
 def iso(t: datetime | None) -> str | None:
+    """The service's own timestamps: stored in UTC (naive once read back from SQLite)."""
     if t is None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.isoformat()
+
+
+def trial_iso(t: datetime | None) -> str | None:
+    """Optuna's trial timestamps: it hands them out as naive *local* time."""
+    if t is None:
+        return None
+    return (t.astimezone(UTC) if t.tzinfo is None else t).isoformat()
 
 
 def stage_summary(arch: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -72,8 +80,8 @@ def trial_json(
         "baseline": attrs.get(BASELINE_ATTR),
         "on_front": front is not None and t.number in front,
         "epochs_done": len(attrs.get(CURVE_ATTR, [])),
-        "started_at": iso(t.datetime_start),
-        "finished_at": iso(t.datetime_complete),
+        "started_at": trial_iso(t.datetime_start),
+        "finished_at": trial_iso(t.datetime_complete),
         "full": full,
     }
     if not compact:

@@ -139,3 +139,20 @@ def test_promoted_trials_and_kendall_tau_follow_the_jobs(client: TestClient, db_
     promoted = {t["number"]: t["full"] for t in snap["trials"] if t["full"] is not None}
     assert sorted(promoted) == sorted(t["number"] for t in done)
     assert promoted[done[-1]["number"]]["top1"] == 0.70
+
+
+@pytest.mark.usefixtures("not_utc")
+def test_trial_times_are_utc_on_a_server_in_another_time_zone(
+    client: TestClient, db_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    doc = _doc("dash-times", 3)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    before = datetime.now(UTC)
+    seed_study(db_url, doc, 3)
+    for url in (f"/api/studies/{sid}/trials", f"/api/dashboard/studies/{sid}"):
+        body = client.get(url).json()
+        for t in body.get("items", body.get("trials")):
+            started = datetime.fromisoformat(t["started_at"])
+            assert before - timedelta(seconds=5) <= started <= datetime.now(UTC), (url, t)
