@@ -36,7 +36,9 @@ VALUES = models.TrialValueModel.__table__
 USER_ATTRS = models.TrialUserAttributeModel.__table__
 SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
 STUDIES = models.StudyModel.__table__
-CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
+# Where Optuna keeps a trial's constraint values: one system attribute per constraint,
+# "constraints:NAME" (Optuna 5's `Trial.set_constraint`), or a list under "constraints" (older).
+CONSTRAINTS_KEY = "constraints"
 _INF = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 
 
@@ -91,11 +93,13 @@ def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
     ):
         user.setdefault(tid, {})[key] = json.loads(raw)
     system: dict[int, dict[str, Any]] = {}
-    for tid, raw in con.execute(
-        sa.select(SYSTEM_ATTRS.c.trial_id, SYSTEM_ATTRS.c.value_json)
-        .where(SYSTEM_ATTRS.c.trial_id.in_(ids), SYSTEM_ATTRS.c.key == CONSTRAINTS_KEY)
+    for tid, key, raw in con.execute(
+        sa.select(SYSTEM_ATTRS.c.trial_id, SYSTEM_ATTRS.c.key, SYSTEM_ATTRS.c.value_json)
+        .where(SYSTEM_ATTRS.c.trial_id.in_(ids),
+               sa.or_(SYSTEM_ATTRS.c.key == CONSTRAINTS_KEY,
+                      SYSTEM_ATTRS.c.key.startswith(f"{CONSTRAINTS_KEY}:", autoescape=True)))
     ):
-        system[tid] = {CONSTRAINTS_KEY: json.loads(raw)}
+        system.setdefault(tid, {})[key] = json.loads(raw)
     out = []
     for tid, num, state, start, complete in rows:
         vals = values.get(tid)

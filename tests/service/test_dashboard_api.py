@@ -156,3 +156,32 @@ def test_trial_times_are_utc_on_a_server_in_another_time_zone(
         for t in body.get("items", body.get("trials")):
             started = datetime.fromisoformat(t["started_at"])
             assert before - timedelta(seconds=5) <= started <= datetime.now(UTC), (url, t)
+
+
+def test_front_leaves_out_infeasible_trials_that_would_dominate(
+    client: TestClient, db_url: str
+) -> None:
+    """An infeasible trial (Optuna 5 keeps each constraint as a "constraints:NAME" system
+    attribute) with the best accuracy and the fewest MAdds must stay off the front."""
+    import optuna
+
+    from workers.tune import REJECTED_ATTR, open_storage
+
+    doc = _doc("dash-infeasible", 20)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 12)
+    study = optuna.load_study(study_name=doc["name"], storage=open_storage(db_url))
+    trial = study.ask()
+    trial.set_constraint("params", 5.0)
+    trial.set_user_attr(REJECTED_ATTR, [{"constraint": "params", "value": 6e6, "limit": 1e6,
+                                         "message": "too many params"}])
+    study.tell(trial, [0.99, 1.0])
+    best = sorted(t.number for t in study.best_trials)
+    assert trial.number not in best
+    front = client.get(f"/api/studies/{sid}/front").json()["trials"]
+    assert sorted(t["number"] for t in front) == best
+    snap = client.get(f"/api/dashboard/studies/{sid}").json()
+    assert snap["front"] == best
+    assert snap["study"]["progress"]["front_size"] == len(best)
+    listed = client.get(f"/api/studies/{sid}/trials/{trial.number}").json()
+    assert listed["on_front"] is False and listed["rejected"] is True
