@@ -7,6 +7,7 @@ import hmac
 import importlib
 import importlib.util
 import json
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -23,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -431,14 +433,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spec = parse_study(doc)  # ArchError -> 422 naming the path
         if s.scalar(select(StudyRow).where(StudyRow.name == spec.name)) is not None:
             raise HTTPException(409, detail=f"a study named {spec.name!r} already exists")
-        if _optuna_has(spec.name):
-            raise HTTPException(
-                409, detail=f"the trial store already holds a study named {spec.name!r} "
-                "(run by `clnas search`?); choose another name"
-            )
+        for name in (spec.name, baselines_study_name(spec.name)):
+            if _optuna_has(name):
+                raise HTTPException(
+                    409, detail=f"the trial store already holds a study named {name!r} "
+                    "(run by `clnas search`?); choose another name"
+                )
         row = StudyRow(name=spec.name, spec=spec.model_dump(mode="json"), status="queued")
         s.add(row)
-        s.commit()
+        try:
+            s.commit()
+        except IntegrityError:  # the same name submitted concurrently: the unique index
+            s.rollback()
+            raise HTTPException(409, detail=f"a study named {spec.name!r} already exists"
+                                ) from None
         return study_out(s, row, with_spec=True)
 
     def _optuna_has(name: str) -> bool:
@@ -502,12 +510,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if active:
             raise HTTPException(409, detail=f"study {study_id} has train jobs under way "
                                 f"({', '.join(map(str, active))}); cancel them first")
-        name = row.name
-        s.delete(row)
-        s.commit()
-        for n in (name, baselines_study_name(name)):
+        # the trials first: if that fails, the study row (and its name) is still there
+        for n in (row.name, baselines_study_name(row.name)):
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=n, storage=state.optuna)
+        s.delete(row)
+        s.commit()
         with state.lock:
             state.specs.pop(study_id, None)
         state.cache.forget(study_id)
@@ -600,6 +608,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, detail=f"trial {number} already has train job {busy} "
                                 "queued or running")
         payload = promotion.train_spec(body.model_dump(), settings.data_dir)
+        # its own run folder: SQLite may hand a deleted job's id out again
+        payload["run"] = secrets.token_hex(4)
         job = JobRow(study_id=study_id, kind="train", status="queued", trial_number=number,
                      payload=payload)
         s.add(job)

@@ -41,9 +41,13 @@ def default_data_dir(service_data_dir: str | None) -> Path | None:
 
 def check_data_dir(path: Path) -> None:
     """The ImageNet folder layout's top level; the full scan happens in the train job."""
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+        missing = [d for d in ("train", "val") if not (path / d).is_dir()]
+    except (ValueError, OSError) as exc:
+        raise FieldError(["body", "data_dir"], f"not a usable path: {exc}") from None
+    if not is_dir:
         raise FieldError(["body", "data_dir"], f"{path} is not a directory")
-    missing = [d for d in ("train", "val") if not (path / d).is_dir()]
     if missing:
         raise FieldError(["body", "data_dir"],
                          f"{path} lacks {' and '.join(missing)}/ (the ImageNet folder layout: "
@@ -56,7 +60,10 @@ def train_spec(request: dict[str, Any], service_data_dir: str | None) -> dict[st
     is a 422 naming the field rather than a failed job."""
     spec = dict(request)
     if spec.get("data_dir"):
-        data = Path(spec["data_dir"]).expanduser().resolve()
+        try:
+            data = Path(spec["data_dir"]).expanduser().resolve()
+        except (RuntimeError, ValueError, OSError) as exc:  # ~nouser, NUL byte, too long
+            raise FieldError(["body", "data_dir"], f"not a usable path: {exc}") from None
     else:
         found = default_data_dir(service_data_dir)
         if found is None:

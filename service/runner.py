@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from service.db import JobRow, StudyRow, utcnow
@@ -214,14 +215,13 @@ class StudyRunner:
                 job.error = tail or f"exit code {proc.returncode}"
 
     def _launch(self) -> None:
-        with self.sessions.begin() as s:
-            queued = list(s.scalars(select(StudyRow).where(StudyRow.status == "queued")
+        with self.sessions() as s:
+            queued = list(s.scalars(select(StudyRow.id).where(StudyRow.status == "queued")
                                     .order_by(StudyRow.id)))
-            jobs = list(s.scalars(select(JobRow).where(JobRow.status == "queued",
-                                                       JobRow.kind == "train")
+            jobs = list(s.scalars(select(JobRow.id).where(JobRow.status == "queued",
+                                                          JobRow.kind == "train")
                                   .order_by(JobRow.id)))
-            if not queued and not jobs:
-                return
+        if queued or jobs:
             if self.head.address is None:
                 try:
                     self.head.start()
@@ -229,18 +229,60 @@ class StudyRunner:
                 except Exception as exc:
                     self.ray_status = f"error: {exc}"
                     raise
-            for row in queued:
-                row.status = "running"
-                row.started_at = row.started_at or utcnow()
-                row.finished_at = None
-                row.error = None
-                row.runs = (row.runs or 0) + 1
-                self._spawn(row.id)
-            for job in jobs:
-                job.status = "running"
-                job.started_at = job.started_at or utcnow()
-                job.finished_at, job.error = None, None
-                job.pid = self._spawn_job(job.id)
+            for sid in queued:
+                if self._claim(StudyRow, sid):
+                    self._start(StudyRow, sid, self._spawn)
+            for jid in jobs:
+                if self._claim(JobRow, jid):
+                    self._start(JobRow, jid, self._spawn_job)
+        self._stop_withdrawn()
+
+    def _claim(self, model: type[StudyRow] | type[JobRow], id_: int) -> bool:
+        """queued -> running in one conditional UPDATE, committed before the process starts:
+        a cancel or delete that got in first wins, and a row is never started twice."""
+        values: dict[str, Any] = {"status": "running", "finished_at": None, "error": None,
+                                  "started_at": func.coalesce(model.started_at, utcnow())}
+        if model is StudyRow:
+            values["runs"] = func.coalesce(StudyRow.runs, 0) + 1
+        with self.sessions.begin() as s:
+            done = s.execute(
+                update(model).where(model.id == id_, model.status == "queued").values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(done, "rowcount", 0) == 1)
+
+    def _start(self, model: type[StudyRow] | type[JobRow], id_: int,
+               spawn: Callable[[int], int]) -> None:
+        try:
+            pid: int | None = spawn(id_)
+            error = None
+        except Exception as exc:  # e.g. the log folder is not writable
+            log.exception("could not start %s %d", model.__tablename__, id_)
+            pid, error = None, f"could not start its process: {exc}"
+        with self.sessions.begin() as s:
+            row = s.get(model, id_)
+            if row is None or row.status != "running":
+                return  # withdrawn meanwhile: _stop_withdrawn ends the process
+            if error is not None:
+                row.status, row.error, row.finished_at = "failed", error, utcnow()
+            elif isinstance(row, JobRow):
+                row.pid = pid
+
+    def _stop_withdrawn(self) -> None:
+        """End processes whose row was cancelled or deleted while they were being started."""
+        with self.lock:
+            studies, jobs = list(self.procs), list(self.jobs)
+        if not studies and not jobs:
+            return
+        with self.sessions() as s:
+            gone = set(studies) - set(s.scalars(select(StudyRow.id).where(
+                StudyRow.id.in_(studies), StudyRow.status != "cancelled")))
+            gone_jobs = set(jobs) - set(s.scalars(select(JobRow.id).where(
+                JobRow.id.in_(jobs), JobRow.status != "cancelled")))
+        for sid in gone:
+            self.cancel(sid)
+        for jid in gone_jobs:
+            self.cancel_job(jid)
 
     def _log_path(self, id_: int, kind: str = "study") -> Path:
         return self.log_dir / f"{kind}-{id_}.log"
@@ -252,7 +294,7 @@ class StudyRunner:
             return ""
         return text[-n:]
 
-    def _spawn(self, study_id: int) -> None:
+    def _spawn(self, study_id: int) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "service.worker", "--study-id", str(study_id),
                "--db", self.settings.db_url, "--ray-address", str(self.head.address),
@@ -266,6 +308,7 @@ class StudyRunner:
         )
         with self.lock:
             self.procs[study_id] = proc
+        return proc.pid
 
     def _spawn_job(self, job_id: int) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)

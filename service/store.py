@@ -106,7 +106,7 @@ def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
         out.append(FrozenTrial(
             number=num, trial_id=tid, state=TrialState[getattr(state, "name", state)],
             value=None, values=[vals[k] for k in sorted(vals)] if vals else None,
-            datetime_start=_local(start), datetime_complete=_local(complete), params={},
+            datetime_start=_utc(start), datetime_complete=_utc(complete), params={},
             distributions={},
             user_attrs=user.get(tid, {}), system_attrs=system.get(tid, {}),
             intermediate_values={},
@@ -114,12 +114,12 @@ def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
     return out
 
 
-def _local(stored: datetime | None) -> datetime | None:
-    """Optuna stores naive UTC and hands out naive local time (`TrialModel.datetime_start`);
-    do the same, so the JSON views see what they see through Optuna's storage."""
+def _utc(stored: datetime | None) -> datetime | None:
+    """Optuna stores naive UTC (and its storage API hands out naive local time, which is
+    ambiguous in the hour a DST change repeats): aware UTC here."""
     if stored is None:
         return None
-    return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+    return stored.replace(tzinfo=UTC)
 
 
 def pareto_front(spec: StudySpec, trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -175,7 +175,7 @@ class Snapshot:
         self.front = {t.number for t in front}
         self.promoted = promotion.full_by_trial(jobs)
         self.summary = Summary(key, progress(spec, trials, front, baselines),
-                               views.hypervolume(spec, front),
+                               views.hypervolume(spec, front, trials),
                                promotion.study_kendall(jobs, trials, spec.metrics))
         self.baseline_trials = baselines  # another study: its numbers are not ours
         self._compact: dict[int, dict[str, Any]] = {}

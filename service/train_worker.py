@@ -31,8 +31,10 @@ from workers.tune import ARCH_ATTR, open_storage
 STEP_WRITE_INTERVAL_S = 5.0  # step events are throttled; every epoch's end is written
 
 
-def job_dir(results_dir: str | Path, job_id: int) -> Path:
-    return Path(results_dir) / "train" / f"job-{job_id}"
+def job_dir(results_dir: str | Path, job_id: int, run: str | None = None) -> Path:
+    """The job's run folder; `run` (a token made at promotion) keeps a job whose id SQLite
+    handed out again after a delete from resuming the deleted job's run."""
+    return Path(results_dir) / "train" / (f"job-{job_id}-{run}" if run else f"job-{job_id}")
 
 
 def curve_point(m: EpochMetrics) -> dict[str, Any]:
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if arch is None:
         print(f"trial {number} of study {study_name!r} has no arch", file=sys.stderr)
         return 2
-    out = job_dir(args.results_dir, args.job_id)
+    out = job_dir(args.results_dir, args.job_id, spec.get("run"))
     resume = (out / JOB_FILE).exists()
     print(f"train job {args.job_id}: trial {number} of {study_name!r}, recipe "
           f"{spec['recipe']}, {spec['epochs']} epochs on Ray at {args.ray_address}"

@@ -109,10 +109,20 @@ def job_json(job: JobRow) -> dict[str, Any]:
     }
 
 
-def _normalised(spec: StudySpec, trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
-    """Objective vectors as losses in [0, 1]: accuracy -> 1 - acc; a cost -> cost / reference,
-    the reference being the budget's max if set, else 1.1 x the largest value among `trials`."""
+def _feasible_done(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in sorted(trials, key=lambda t: t.number)
+            if t.state == TrialState.COMPLETE and REJECTED_ATTR not in t.user_attrs
+            and t.values is not None]
+
+
+def _normalised(spec: StudySpec, trials: list[FrozenTrial],
+                seen: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
+    """Objective vectors of `trials` as losses in [0, 1]: accuracy -> 1 - acc; a cost ->
+    cost / reference, the reference being the budget's max if set, else 1.1 x the largest
+    value among `seen` (every finished feasible trial, so the study's hypervolume and its
+    history share one reference)."""
     vals = np.array([t.values for t in trials], dtype=float)
+    seen_vals = np.array([t.values for t in seen], dtype=float)
     cols = []
     for j, metric in enumerate(spec.metrics):
         col = vals[:, j]
@@ -120,30 +130,29 @@ def _normalised(spec: StudySpec, trials: list[FrozenTrial]) -> tuple[np.ndarray,
             cols.append(1.0 - col)
             continue
         limit = {"madds": spec.budget.max_madds, "params": spec.budget.max_params}.get(metric)
-        ref = float(limit) if limit else float(col.max()) * 1.1 or 1.0
+        ref = float(limit) if limit else float(seen_vals[:, j].max()) * 1.1 or 1.0
         cols.append(col / ref)
     return np.stack(cols, axis=1), np.ones(len(cols))
 
 
-def hypervolume(spec: StudySpec, front: list[FrozenTrial]) -> float | None:
-    """Dominated hypervolume of the front in the normalised space (reference point all ones)."""
+def hypervolume(spec: StudySpec, front: list[FrozenTrial],
+                trials: list[FrozenTrial]) -> float | None:
+    """Dominated hypervolume of the front in the normalised space (reference point all ones);
+    `trials`: the study's trials (for the cost references)."""
     front = [t for t in front if t.values is not None]
     if not front:
         return None
-    losses, ref = _normalised(spec, front)
+    losses, ref = _normalised(spec, front, _feasible_done(trials) or front)
     losses = np.minimum(losses, ref)
     return float(optuna._hypervolume.compute_hypervolume(losses, ref))
 
 
 def hypervolume_history(spec: StudySpec, trials: list[FrozenTrial]) -> list[dict[str, Any]]:
     """Hypervolume after each finished feasible trial, in trial order (fixed reference)."""
-    done = [
-        t for t in sorted(trials, key=lambda t: t.number)
-        if t.state == TrialState.COMPLETE and REJECTED_ATTR not in t.user_attrs
-    ]
+    done = _feasible_done(trials)
     if not done:
         return []
-    losses, ref = _normalised(spec, done)
+    losses, ref = _normalised(spec, done, done)
     losses = np.minimum(losses, ref)
     points, front = [], np.empty((0, losses.shape[1]))
     for t, loss in zip(done, losses, strict=True):

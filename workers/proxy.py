@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -34,7 +35,7 @@ class ProxyRecipe(BaseModel):
     """SPEC §6 default proxy recipe. `lr` is the rate at batch 256; the optimiser uses
     `scaled_lr` = lr * batch_size / 256 (linear scaling), cosine-decayed to 0 per step."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: PosInt = 12  # NAS-Bench-201's cheap proxy
     batch_size: PosInt = 256
@@ -46,8 +47,8 @@ class ProxyRecipe(BaseModel):
     val_size: PosInt = 5000
     # The validation split has its own seed so that candidates trained with different seeds
     # are still compared on the same held-out images.
-    split_seed: NonNegInt = 0
-    seed: NonNegInt = 0
+    split_seed: Seed = 0
+    seed: Seed = 0
     max_train_images: PosInt | None = None  # a stratified subsample of the training split
     num_threads: PosInt | None = None  # CPU intra-op threads (None: torch's default)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -26,7 +26,7 @@ OBJECTIVE_METRICS: dict[str, tuple[str, Mode]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SearchSettings(_Strict):
@@ -39,7 +39,7 @@ class SearchSettings(_Strict):
     grace_period: Annotated[int, Field(ge=1)] = 1
     reduction_factor: Annotated[int, Field(ge=2)] = 3
     max_failures: Annotated[int, Field(ge=0)] = 1
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # the samplers' seed range
 
 
 class StudySpec(_Strict):
@@ -87,12 +87,16 @@ def parse_study(data: Any) -> StudySpec:
             spec.load_space()
         except ArchError as exc:
             problems += [(f"space.{p}" if p != "<root>" else "space", m) for p, m in exc.problems]
+    if spec.name.endswith(BASELINES_SUFFIX):
+        problems.append(("name", f"must not end in {BASELINES_SUFFIX!r}: the study's zoo "
+                                 "baselines are stored under that name"))
     problems += _baseline_problems(spec)
     if problems:
         raise ArchError(problems)
     return spec
 
 
+BASELINES_SUFFIX = ".baselines"  # `workers.tune.baselines_study_name`
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "synthetic": 100}
 
 

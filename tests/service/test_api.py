@@ -61,10 +61,17 @@ def test_health_zoo_spaces(client: TestClient) -> None:
         ({"budget": {"max_madds": -1}}, ["body", "budget", "max_madds"]),
         ({"baselines": ["mobilenet_v2"]}, ["body", "baselines", 0]),
         ({"name": "bad name!"}, ["body", "name"]),
+        ({"name": "x.baselines"}, ["body", "name"]),  # where study x keeps its baselines
+        ({"search": EXAMPLE["search"] | {"seed": 2**32}}, ["body", "search", "seed"]),
+        ({"search": EXAMPLE["search"] | {"cpus_per_trial": float("inf")}},
+         ["body", "search", "cpus_per_trial"]),
+        ({"proxy": EXAMPLE["proxy"] | {"lr": float("nan")}}, ["body", "proxy", "lr"]),
     ],
 )
 def test_bad_study_is_422_naming_the_field(client: TestClient, patch: dict, loc: list) -> None:
-    r = client.post("/api/studies", json=_doc() | patch)
+    # json.dumps writes Infinity / NaN literals, which Python's JSON parser reads back
+    r = client.post("/api/studies", content=json.dumps(_doc() | patch),
+                    headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert loc in [d["loc"] for d in r.json()["detail"]], r.json()
     assert client.get("/api/studies").json()["total"] == 0  # nothing stored

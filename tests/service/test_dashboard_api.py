@@ -185,3 +185,23 @@ def test_front_leaves_out_infeasible_trials_that_would_dominate(
     assert snap["study"]["progress"]["front_size"] == len(best)
     listed = client.get(f"/api/studies/{sid}/trials/{trial.number}").json()
     assert listed["on_front"] is False and listed["rejected"] is True
+
+
+def test_hypervolume_and_its_history_share_the_reference(client: TestClient,
+                                                          db_url: str) -> None:
+    """Without a budget the MAdds reference is 1.1 x the largest value seen over the study's
+    finished trials, for the study's figure and for its history alike."""
+    doc = _doc("dash-no-budget", 30) | {"budget": {}}
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 30)
+    import optuna
+
+    from workers.tune import open_storage
+
+    optuna_study = optuna.load_study(study_name=doc["name"], storage=open_storage(db_url))
+    largest = max(t.values[1] for t in optuna_study.trials)
+    optuna_study.tell(optuna_study.ask(), [0.001, 10 * largest])  # dominated, the largest
+    study = client.get(f"/api/studies/{sid}").json()
+    history = client.get(f"/api/studies/{sid}/hypervolume").json()["points"]
+    assert study["progress"]["rejected"] == 0 and len(history) == 31
+    assert study["hypervolume"] == pytest.approx(history[-1]["hypervolume"], rel=1e-12)

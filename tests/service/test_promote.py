@@ -87,6 +87,9 @@ BAD_REQUESTS: list[tuple[dict[str, Any], list[str]]] = [
     ({"image_size": 4}, ["body", "image_size"]),
     ({"seed": "abc"}, ["body", "seed"]),
     ({"data_dir": "/nonexistent/imagenet"}, ["body", "data_dir"]),
+    ({"data_dir": "a\u0000b"}, ["body", "data_dir"]),  # not even a path
+    ({"data_dir": "~nosuchuser/imagenet"}, ["body", "data_dir"]),
+    ({"data_dir": "x" * 4096}, ["body", "data_dir"]),  # longer than the OS allows
     ({"workers": 3}, ["body", "workers"]),  # clcnet's batch of 256 over 3 workers
     ({"workers": 2, "batch_size": 9}, ["body", "batch_size"]),
     ({"learning_rate": 0.1}, ["body", "learning_rate"]),
@@ -151,12 +154,15 @@ def test_promote_job_lifecycle(client: TestClient, db_url: str, data_root: Path)
     job = r.json()
     assert (job["kind"], job["status"], job["study_id"], job["trial_number"]) == (
         "train", "queued", sid, number)
+    run = job["spec"].pop("run")  # the run folder's token
+    assert isinstance(run, str) and len(run) == 8
     assert job["spec"] == {
         "recipe": "mobilenet_v2", "data_dir": str((data_root / "imagenet").resolve()),
         "epochs": 300,  # the recipe's, filled in
         "workers": 2, "gpus_per_worker": 0.0, "cpus_per_worker": 1, "batch_size": None,
         "image_size": None, "seed": 5,
     }
+    job["spec"]["run"] = run
     assert job["progress"] is None and job["curve"] == [] and job["result"] is None
     assert client.get(f"/api/jobs/{job['id']}").json() == job
     r = client.post(url, json={})
@@ -384,7 +390,8 @@ def test_promotion_end_to_end(tmp_path: Path) -> None:
         assert result["synthetic"] is True and result["epochs"] == 1
         for key in ("checkpoint", "weights", "onnx", "metrics", "arch_file"):
             assert Path(result[key]).exists(), key
-        assert Path(result["out_dir"]) == (tmp_path / "ray" / "train" / f"job-{job_id}")
+        run = c.get(f"/api/jobs/{job_id}").json()["spec"]["run"]
+        assert Path(result["out_dir"]) == (tmp_path / "ray" / "train" / f"job-{job_id}-{run}")
         trained = json.loads(Path(result["arch_file"]).read_text())
         assert trained["stages"] == c.get(f"/api/studies/{sid}/trials/{best}").json()[
             "arch"]["stages"]  # the trial's design, at the data's classes and size
@@ -397,11 +404,11 @@ def test_promotion_end_to_end(tmp_path: Path) -> None:
 def _checkpointed_epoch(settings: Settings, job_id: int) -> int:
     """The last epoch Ray Train has registered for the job's run (what a resume starts after):
     its checkpoint manager's snapshot, a Ray internal read here only to time the stop."""
-    snapshot = (Path(settings.results_dir) / "train" / f"job-{job_id}" / "run"
-                / "checkpoint_manager_snapshot.json")
+    snapshots = (Path(settings.results_dir) / "train").glob(
+        f"job-{job_id}-*/run/checkpoint_manager_snapshot.json")
     try:
-        results = json.loads(snapshot.read_text())["checkpoint_results"]
-    except (OSError, ValueError, KeyError):
+        results = json.loads(next(snapshots).read_text())["checkpoint_results"]
+    except (OSError, ValueError, KeyError, StopIteration):
         return 0
     return max((int(r["metrics"]["epoch"]) for r in results), default=0)
 
