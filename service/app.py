@@ -407,7 +407,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def study_out(s: Session, row: StudyRow, *, with_spec: bool = False) -> StudyOut:
         spec = state.spec(row)
-        summary = state.cache.summary(row.id, row.status, spec)
+        summary = state.cache.summary(row.id, row.status, spec, s)
         tau = summary.kendall_tau
         return StudyOut(
             id=row.id, name=row.name, status=row.status,
@@ -532,7 +532,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         compact: bool = False,
     ) -> TrialList:
-        snap = snapshot(get_row(s, study_id))
+        snap = snapshot(s, get_row(s, study_id))
         spec, trials = snap.spec, snap.trials
         if state_ is not None:
             trials = [t for t in trials if t.state.name == state_]
@@ -546,8 +546,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             total=len(trials), offset=offset, limit=limit,
         )
 
-    def snapshot(row: StudyRow) -> Snapshot:
-        return state.cache.get(row.id, row.status, state.spec(row))
+    def snapshot(s: Session, row: StudyRow) -> Snapshot:
+        return state.cache.get(row.id, row.status, state.spec(row), s)
 
     def _trial(snap: Snapshot, number: int) -> optuna.trial.FrozenTrial:
         t = snap.trial(number)
@@ -559,13 +559,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/studies/{study_id}/trials/{number}", response_model=TrialOut,
              tags=["trials"])
     def get_trial(study_id: Id, number: Number, s: DB) -> TrialOut:
-        snap = snapshot(get_row(s, study_id))
+        snap = snapshot(s, get_row(s, study_id))
         return TrialOut(**views.trial_json(_trial(snap, number), snap.spec.metrics,
                                            front=snap.front, full=snap.promoted.get(number)))
 
     @app.get("/api/studies/{study_id}/front", response_model=FrontOut, tags=["trials"])
     def get_front(study_id: Id, s: DB) -> FrontOut:
-        snap = snapshot(get_row(s, study_id))
+        snap = snapshot(s, get_row(s, study_id))
         spec = snap.spec
         front = [t for t in snap.trials if t.number in snap.front]  # Optuna's best_trials
         return FrontOut(
@@ -577,12 +577,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/studies/{study_id}/baselines", response_model=BaselinesOut, tags=["trials"])
     def get_baselines(study_id: Id, s: DB) -> BaselinesOut:
-        snap = snapshot(get_row(s, study_id))
+        snap = snapshot(s, get_row(s, study_id))
         return BaselinesOut(items=[TrialOut(**b) for b in snap.baselines])
 
     @app.get("/api/studies/{study_id}/hypervolume", response_model=HvOut, tags=["trials"])
     def get_hypervolume(study_id: Id, s: DB) -> HvOut:
-        snap = snapshot(get_row(s, study_id))
+        snap = snapshot(s, get_row(s, study_id))
         return HvOut(points=[HvPoint(**p) for p in snap.history])
 
     # -- promotion and jobs ------------------------------------------------------------------
@@ -594,7 +594,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def promote_trial(study_id: Id, number: Number, s: DB,
                       body: Annotated[PromoteIn, Body()] = PromoteIn()) -> JobOut:  # noqa: B008
         row = get_row(s, study_id)
-        t = _trial(snapshot(row), number)
+        t = _trial(snapshot(s, row), number)
         if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
             raise HTTPException(
                 409, detail=f"trial {number} is {t.state.name}"
@@ -669,7 +669,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         format: Literal["json", "yaml"] = "json",
     ) -> Response:
         row = get_row(s, study_id)
-        snap = snapshot(row)
+        snap = snapshot(s, row)
         spec, t = snap.spec, _trial(snap, number)
         if t.state != TrialState.COMPLETE or REJECTED_ATTR in t.user_attrs:
             raise HTTPException(
@@ -693,7 +693,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={200: {"description": "the front as a clnas.bundle/1 document"}})
     def export_front(study_id: Id, s: DB) -> Response:
         row = get_row(s, study_id)
-        snap = snapshot(row)
+        snap = snapshot(s, row)
         spec = snap.spec
         front = [t for t in snap.trials if t.number in snap.front]  # number order
         bundle = {

@@ -123,7 +123,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        # one connection per request (the snapshot reads use the request's), as many as
+        # the threadpool has threads (40): a request never waits behind idle capacity
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               pool_size=10, max_overflow=30)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_con: Any, _record: Any) -> None:

@@ -14,6 +14,8 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -234,13 +236,21 @@ class SnapshotCache:
         return (status, spec.name, fingerprint(con, spec.name),
                 fingerprint(con, baselines_study_name(spec.name)), promoted)
 
-    def _jobs(self, study_id: int) -> list[JobRow]:
-        with Session(self.engine, expire_on_commit=False) as s:
-            return promotion.train_jobs(s, study_id)
+    @contextmanager
+    def _session(self, s: Session | None) -> Iterator[Session]:
+        """The caller's session (a request's: one connection per request, so concurrent
+        requests never hold one pooled connection while waiting for another), else our own."""
+        if s is not None:
+            yield s
+            return
+        with Session(self.engine, expire_on_commit=False) as own:
+            yield own
 
-    def get(self, study_id: int, status: str, spec: StudySpec) -> Snapshot:
-        jobs = self._jobs(study_id)
-        with self.engine.connect() as con:
+    def get(self, study_id: int, status: str, spec: StudySpec,
+            s: Session | None = None) -> Snapshot:
+        with self._session(s) as ses:
+            con = ses.connection()
+            jobs = promotion.train_jobs(ses, study_id)
             key = self._key(con, status, spec, jobs)
             with self._lock:
                 cached = self._snapshots.get(study_id)
@@ -259,15 +269,16 @@ class SnapshotCache:
             self._summaries[study_id] = snap.summary
         return snap
 
-    def summary(self, study_id: int, status: str, spec: StudySpec) -> Summary:
-        jobs = self._jobs(study_id)
-        with self.engine.connect() as con:
-            key = self._key(con, status, spec, jobs)
-        with self._lock:
-            cached = self._summaries.get(study_id)
-        if cached is not None and cached.key == key:
-            return cached
-        return self.get(study_id, status, spec).summary
+    def summary(self, study_id: int, status: str, spec: StudySpec,
+                s: Session | None = None) -> Summary:
+        with self._session(s) as ses:
+            jobs = promotion.train_jobs(ses, study_id)
+            key = self._key(ses.connection(), status, spec, jobs)
+            with self._lock:
+                cached = self._summaries.get(study_id)
+            if cached is not None and cached.key == key:
+                return cached
+            return self.get(study_id, status, spec, ses).summary
 
     def forget(self, study_id: int) -> None:
         with self._lock:

@@ -75,7 +75,7 @@ def list_studies(
         items = []
         for row in rows[offset: offset + limit]:
             spec = state.spec(row)
-            items.append(_header(row, spec, _cache(request).summary(row.id, row.status, spec)))
+            items.append(_header(row, spec, _cache(request).summary(row.id, row.status, spec, s)))
     return {"items": items, "total": len(rows), "offset": offset, "limit": limit}
 
 
@@ -88,7 +88,7 @@ def study_snapshot(
     numbers, hypervolume history and baselines; `version` changes whenever any of it does."""
     with request.app.state.clnas.sessions() as s:
         row, spec = _study(request, s, study_id)
-        snap = _cache(request).get(row.id, row.status, spec)
+        snap = _cache(request).get(row.id, row.status, spec, s)
         header = _header(row, spec, snap.summary)
     return {
         "study": header,
@@ -106,7 +106,7 @@ def trial_detail(request: Request, study_id: Id, number: Number) -> dict[str, An
     """One trial in full (arch and curve), as `GET /api/studies/{id}/trials/{number}`."""
     with request.app.state.clnas.sessions() as s:
         row, spec = _study(request, s, study_id)
-        trial = _cache(request).get(row.id, row.status, spec).full(number)
+        trial = _cache(request).get(row.id, row.status, spec, s).full(number)
     if trial is not None:
         return trial
     raise HTTPException(404, detail=f"trial {number} not found in study {spec.name!r}")

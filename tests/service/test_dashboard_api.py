@@ -205,3 +205,26 @@ def test_hypervolume_and_its_history_share_the_reference(client: TestClient,
     history = client.get(f"/api/studies/{sid}/hypervolume").json()["points"]
     assert study["progress"]["rejected"] == 0 and len(history) == 31
     assert study["hypervolume"] == pytest.approx(history[-1]["hypervolume"], rel=1e-12)
+
+
+def test_snapshot_reads_use_the_callers_connection(client: TestClient, db_url: str) -> None:
+    """A request holds one pooled connection; the snapshot reads must not need a second one
+    (20 concurrent pollers exhausted the pool that way: QueuePool timeouts, 500s)."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from service.db import StudyRow
+    from service.store import SnapshotCache
+
+    doc = _doc("dash-one-connection", 10)
+    sid = client.post("/api/studies", json=doc).json()["id"]
+    seed_study(db_url, doc, 10)
+    engine = create_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    cache = SnapshotCache(engine)
+    spec = client.app.state.clnas.spec  # type: ignore[attr-defined]
+    with Session(engine) as s:
+        row = s.scalars(select(StudyRow).where(StudyRow.id == sid)).one()  # holds the one
+        snap = cache.get(row.id, row.status, spec(row), s)
+        summary = cache.summary(row.id, row.status, spec(row), s)
+    assert len(snap.trials) == 10 and summary.key == snap.key
+    engine.dispose()
