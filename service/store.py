@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from service import promotion, views
 from service.db import JobRow
 from workers.study import StudySpec
-from workers.tune import BASELINE_ATTR, REJECTED_ATTR, StudyProgress, baselines_study_name
+from workers.tune import BASELINE_ATTR, baselines_study_name, tally
 
 TRIALS = models.TrialModel.__table__
 VALUES = models.TrialValueModel.__table__
@@ -133,27 +133,10 @@ def pareto_front(spec: StudySpec, trials: list[FrozenTrial]) -> list[FrozenTrial
 
 def progress(spec: StudySpec, trials: list[FrozenTrial], front: list[FrozenTrial],
              baselines: list[FrozenTrial]) -> dict[str, Any]:
-    """`GET /api/studies/{id}`'s `progress`, counted as `workers.tune.study_progress` counts it
-    but over already loaded trials."""
-    p = StudyProgress(spec.search.n_trials, baselines_total=len(spec.baselines),
-                      sampled=len(trials), front_size=len(front))
-    for t in trials:
-        if t.state == TrialState.RUNNING:
-            p.running += 1
-        elif t.state == TrialState.PRUNED:
-            p.pruned += 1
-        elif t.state == TrialState.FAIL:
-            p.failed += 1
-        elif t.state == TrialState.COMPLETE and REJECTED_ATTR in t.user_attrs:
-            p.rejected += 1
-            for reason in t.user_attrs[REJECTED_ATTR]:
-                key = reason["constraint"]
-                p.rejected_by_reason[key] = p.rejected_by_reason.get(key, 0) + 1
-        elif t.state == TrialState.COMPLETE:
-            p.completed += 1
-    for t in baselines:
-        p.baselines_done += t.state == TrialState.COMPLETE
-        p.running += t.state == TrialState.RUNNING
+    """`GET /api/studies/{id}`'s `progress`: `workers.tune.study_progress`'s counts over
+    already loaded trials."""
+    p = tally(spec, trials, baselines)
+    p.front_size = len(front)
     return p.to_dict()
 
 

@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -296,9 +296,12 @@ def front_trials(storage: optuna.storages.BaseStorage, name: str) -> list[Frozen
         return []
 
 
-def study_progress(storage: optuna.storages.BaseStorage, spec: StudySpec) -> StudyProgress:
+def tally(spec: StudySpec, trials: Iterable[FrozenTrial],
+          baselines: Iterable[FrozenTrial]) -> StudyProgress:
+    """A study's progress counted over its trials and its baselines study's trials
+    (`front_size` is left to the caller)."""
     p = StudyProgress(spec.search.n_trials, baselines_total=len(spec.baselines))
-    for t in _trials(storage, spec.name):
+    for t in trials:
         p.sampled += 1
         if t.state == TrialState.RUNNING:
             p.running += 1
@@ -314,11 +317,17 @@ def study_progress(storage: optuna.storages.BaseStorage, spec: StudySpec) -> Stu
                     p.rejected_by_reason[key] = p.rejected_by_reason.get(key, 0) + 1
             else:
                 p.completed += 1
-    if p.completed:
-        p.front_size = len(front_trials(storage, spec.name))
-    for t in _trials(storage, baselines_study_name(spec.name)):
+    for t in baselines:
         p.baselines_done += t.state == TrialState.COMPLETE
         p.running += t.state == TrialState.RUNNING
+    return p
+
+
+def study_progress(storage: optuna.storages.BaseStorage, spec: StudySpec) -> StudyProgress:
+    p = tally(spec, _trials(storage, spec.name),
+              _trials(storage, baselines_study_name(spec.name)))
+    if p.completed:
+        p.front_size = len(front_trials(storage, spec.name))
     return p
 
 
