@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,18 +14,13 @@ from playwright.sync_api import Browser, sync_playwright
 
 from service.app import create_app
 from service.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.service.conftest import free_port
 
 
 @contextlib.contextmanager
 def live_server(settings: Settings) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn on a background thread; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

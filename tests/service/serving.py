@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,20 +15,16 @@ from typing import Any
 
 import httpx
 
+from tests.service.conftest import free_port
+
 CLNAS = str(Path(sys.executable).with_name("clnas"))
 EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "synthetic_small.json").read_text())
 DONE = ("COMPLETE", "PRUNED")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, tmp: Path, db: str):
-        self.tmp, self.db, self.port = tmp, db, _port()
+        self.tmp, self.db, self.port = tmp, db, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -9,9 +9,6 @@ requests are sent in all. Token enforcement is checked for every mutating operat
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -31,8 +27,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
 from service.settings import Settings
+from tests.service.browser import live_server
 from tests.service.conftest import seed_study
 
 EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "synthetic_small.json").read_text())
@@ -49,29 +45,13 @@ OPEN_POSTS = {"/api/cost"}  # pure computations, no stored state: no token neede
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("schemathesis")
     db = f"sqlite:///{tmp / 'clnas.db'}"
-    app = create_app(Settings(db_url=db, results_dir=str(tmp / "ray"), run_studies=False,
-                              token=TOKEN))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while not srv.started:
-        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    # a study the generated ids can hit: submitted over the API, trials seeded in the store
-    r = httpx.post(f"{url}/api/studies", json=EXAMPLE, headers=AUTH)
-    assert r.status_code == 201, r.text
-    seed_study(db, EXAMPLE, 12)
-    try:
+    settings = Settings(db_url=db, results_dir=str(tmp / "ray"), run_studies=False, token=TOKEN)
+    with live_server(settings) as url:
+        # a study the generated ids can hit: submitted over the API, trials seeded in the store
+        r = httpx.post(f"{url}/api/studies", json=EXAMPLE, headers=AUTH)
+        assert r.status_code == 201, r.text
+        seed_study(db, EXAMPLE, 12)
         yield url
-    finally:
-        srv.should_exit = True
-        thread.join(30)
 
 
 def test_generated_requests_get_no_5xx_and_conform_to_the_schema(server: str) -> None:
