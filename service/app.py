@@ -662,7 +662,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/api/studies/{study_id}/trials/{number}/export",
         tags=["exports"],
         responses={200: {"content": {"application/json": {}, "application/yaml": {}},
-                         "description": "a clnas.arch/1 document with provenance"}},
+                         "description": "a clnas.arch/1 document with provenance"},
+                   **CONFLICT},  # the trial was not trained (rejected, pruned, failed, ...)
     )
     def export_trial(
         study_id: Id, number: Number, s: DB,
