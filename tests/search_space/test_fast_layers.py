@@ -27,6 +27,7 @@ from search_space.blocks.inference.layers import (
     FusedFCHead,
     FusedSqueezeExcite,
 )
+from search_space.blocks.inference.network import fuse_chain
 from search_space.blocks.inference.onnx import DepthwiseIGC
 from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAct, SqueezeExcite
 
@@ -174,6 +175,50 @@ def test_fused_clc_equals_clc_block(monkeypatch, path, cin, cout, g1, g2, mid, s
         check(FusedClc(ref, in_order=pin, out_order=pout), ref, x, inp=pin, out=pout)
     pin = torch.randperm(cin)  # anything else is reordered on the way in
     check(FusedClc(ref, in_order=pin), ref, x, inp=pin)
+
+
+HANDOFF_CASES = [
+    # (cin, cout, g1, g2, mid, stride, interlace) of the first block, then of the second
+    ((16, 32, 8, 2, None, 1, True), (32, 32, 16, 2, None, 1, True)),  # clcNet-A's pattern
+    ((16, 32, 8, 2, None, 2, True), (32, 64, 16, 2, None, 1, True)),  # stride 2 into CRF 2
+    ((16, 32, 8, 4, None, 1, True), (32, 32, 16, 2, None, 1, True)),  # g2 = 4
+    ((24, 32, 8, 2, None, 1, True), (32, 32, 16, 2, None, 1, True)),  # CRF 3: split pieces
+    ((16, 32, 8, 1, None, 1, True), (32, 32, 16, 2, None, 1, True)),  # g2 = 1
+    ((16, 16, 8, 2, None, 1, False), (16, 16, 8, 2, None, 1, False)),  # clcNet-Ap: K split
+    ((8, 16, 2, 2, 16, 1, True), (16, 32, 8, 2, None, 1, True)),  # grouped-conv IGC first
+    ((16, 32, 8, 2, None, 1, True), (32, 32, 8, 2, None, 1, True)),  # CRF 4: no hand-off
+]
+
+HANDOFF_LIMITS = {
+    "handed-off": {"MERGED_Z_MAX_ROWS": HUGE},
+    "rows": {"MERGED_Z_MAX_ROWS": 0},
+    "rows-in-handed-off-out": {"MERGED_Z_MAX_ROWS": 2 * 5 * 4},  # only after stride 2
+}
+
+
+@pytest.mark.parametrize("limits", sorted(HANDOFF_LIMITS))
+@pytest.mark.parametrize(("first", "second"), HANDOFF_CASES)
+def test_clc_blocks_hand_over_group_major(monkeypatch, limits, first, second):
+    """Two CLC blocks fused as a chain (the second on the Z path or not), then an FC head: the
+    group-major hand-off between them and into the head computes the reference function for
+    every GC layout, and is used when the successor takes its input on the merged Z path."""
+    force(monkeypatch, fused_clc, **HANDOFF_LIMITS[limits])
+    head = randomise_bn(FCClassifier(FCHead(type="fc"), channels=second[1], size=4, num_classes=5))
+    units = [clc_block(*first), clc_block(*second), head]
+    chain = fuse_chain(units)
+    x = torch.randn(2, first[0], 9, 8, dtype=DT)
+    check(chain, nn.Sequential(*units).eval(), x)
+    stride = first[5]
+    pixels = 2 * -(-9 // stride) * -(-8 // stride)  # B * Ho * Wo of the first block
+    small = pixels <= fused_clc.MERGED_Z_MAX_ROWS
+    to_z = fused_clc.z_crf(units[1]) is not None
+    with torch.inference_mode():
+        mid = chain[0](x)
+        last = chain[1](mid)
+    assert mid.dim() == (5 if to_z and small else 4)
+    assert last.dim() == (5 if small else 4)  # the head pools: always a hand-off on small maps
+    if mid.dim() == 5:
+        assert mid.shape[0] == first[3] and mid.is_contiguous()
 
 
 def test_paired_order_formula() -> None:

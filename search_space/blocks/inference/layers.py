@@ -117,7 +117,12 @@ class FusedFCHead(nn.Module):
         self.fc_b = head.fc.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x).mean((2, 3))
+        if x.dim() == 5:  # a CLC block's group-major hand-off (g2, B, H, W, N/g2), natural order
+            if not isinstance(self.conv, nn.Identity):
+                raise RuntimeError("a group-major hand-off reaches only a head that pools first")
+            x = x.mean((2, 3)).transpose(0, 1).reshape(x.shape[1], -1)
+        else:
+            x = self.conv(x).mean((2, 3))
         for weight, bias in self.hidden:
             x = act_(F.linear(x, weight, bias), "relu")
         return F.linear(x, self.fc_w, self.fc_b)

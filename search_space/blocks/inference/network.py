@@ -24,7 +24,7 @@ from search_space.blocks.clc import ClcBlock
 from search_space.blocks.dws import DwsBlock
 from search_space.blocks.heads import ConvClassifier, FCClassifier
 from search_space.blocks.hetconv import HetConvBlock
-from search_space.blocks.inference.clc import FusedClc, wanted_order
+from search_space.blocks.inference.clc import FusedClc, wanted_order, z_crf
 from search_space.blocks.inference.conv import FusedConv
 from search_space.blocks.inference.folding import Order, Reorder
 from search_space.blocks.inference.hetconv import fuse_hetconv
@@ -129,6 +129,18 @@ def _wanted(units: list[nn.Module], start: int) -> Order:
     return None
 
 
+def _handoff(successor: nn.Module) -> tuple[int, Order] | None:
+    """`(next_crf, order)` when a CLC block followed by `successor` may hand its output over
+    group-major: to a Z-path CLC block (its CRF size, its pairing), or to an FC head that pools
+    first (natural order: `next_crf = 1`)."""
+    crf = z_crf(successor)
+    if crf is not None:
+        return crf, wanted_order(successor)  # type: ignore[arg-type]
+    if isinstance(successor, FCClassifier) and isinstance(successor.conv, nn.Identity):
+        return 1, None
+    return None
+
+
 def fuse_chain(units: list[nn.Module]) -> nn.Sequential:
     """Fuse a sequence of modules applied one after the other, negotiating channel orders."""
     fused: list[nn.Module] = []
@@ -141,6 +153,12 @@ def fuse_chain(units: list[nn.Module]) -> nn.Sequential:
         if fuser is None:
             module, order = _natural(_fuse_plain(unit), order, _channels_in(unit))
             fused.append(module)
+            continue
+        handoff = _handoff(units[i + 1]) if i + 1 < len(units) else None
+        if isinstance(unit, ClcBlock) and handoff is not None:  # group-major (fused clc.py)
+            next_crf, order_out = handoff
+            fused.append(FusedClc(unit, in_order=order, out_order=order_out, next_crf=next_crf))
+            order = order_out
             continue
         module, order = fuser(unit, order, _wanted(units, i + 1))
         fused.append(module)
