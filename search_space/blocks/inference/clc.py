@@ -20,7 +20,8 @@ than a second oneDNN call there); on larger inputs from `r` calls.
 in the weights so that they land in the order the next layer wants (the next CLC block's
 pairing); they then form equally long, evenly spaced runs of output columns, and one batched
 GEMM per group writes all runs in place (the input rows are shared by the runs: a stride-0
-batch). BN2 is folded, bias and ReLU are applied in place.
+batch). BN2 is folded; the GEMMs accumulate onto the bias (one broadcast write instead of a
+read-modify-write pass over the output), then ReLU in place.
 
 **Hand-off between two CLC blocks on small maps.** Up to `MERGED_Z_MAX_ROWS` pixels the next
 block copies its input into the repeated Z map anyway, so the copy can read any layout. There
@@ -255,10 +256,12 @@ class FusedClc(nn.Module):
             blocks, b, ho, wo = self._igc(x)
         if self.handoff is not None and blocks[0].shape[0] <= MERGED_Z_MAX_ROWS:
             return self.handoff.write(blocks, b, ho, wo)
-        out = torch.empty(blocks[0].shape[0], self.n_out, dtype=blocks[0].dtype)
+        # The GEMMs accumulate onto the bias (one broadcast write), which saves a read-modify-
+        # write pass over the output (measured: 10-20% of a CLC block at 56x56-112x112).
+        out = self.bias.expand(blocks[0].shape[0], self.n_out).contiguous()
         for group in self.groups:
-            group.write(blocks, out)
-        out.add_(self.bias).relu_()
+            group.add_to(blocks, out)
+        out.relu_()
         return from_rows(out, b, ho, wo)
 
 
@@ -323,24 +326,21 @@ class _GroupGemm:
     runs: list[_Run]
     layout: tuple[int, int, int] | None  # (first column, spacing, run length) if regular
 
-    def write(self, blocks: list[torch.Tensor], out: torch.Tensor) -> None:
+    def add_to(self, blocks: list[torch.Tensor], out: torch.Tensor) -> None:
+        """Add this group's GEMM results to its columns of `out`."""
         if self.layout is None:
             g = torch.mm(self.pieces[0].rows(blocks), self.pieces[0].weight)
             for piece in self.pieces[1:]:
                 g = torch.addmm(g, piece.rows(blocks), piece.weight)
             for run in self.runs:
-                out[:, run.dst : run.dst + run.length].copy_(g[:, run.src : run.src + run.length])
+                out[:, run.dst : run.dst + run.length].add_(g[:, run.src : run.src + run.length])
             return
         first, step, length = self.layout
         p, n = out.shape
         shape, strides = (len(self.runs), p, length), (step, n, 1)
         view = out.as_strided(shape, strides, out.storage_offset() + first)
-        for i, piece in enumerate(self.pieces):
-            a = piece.rows(blocks, len(self.runs))
-            if i == 0:
-                torch.bmm(a, piece.weight, out=view)
-            else:
-                torch.baddbmm(view, a, piece.weight, out=view)
+        for piece in self.pieces:
+            torch.baddbmm(view, piece.rows(blocks, len(self.runs)), piece.weight, out=view)
 
 
 class _Handoff:
