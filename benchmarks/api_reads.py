@@ -53,8 +53,11 @@ def main() -> None:
     args = ap.parse_args()
     path = Path(args.db or Path(tempfile.mkdtemp(prefix="clnas-reads-")) / "reads.db")
     url = f"sqlite:///{path}"
-    doc = EXAMPLE | {"name": f"reads-{args.trials}", "budget": {"max_madds": 40_000_000},
-                     "search": EXAMPLE["search"] | {"n_trials": args.trials}}
+    doc = EXAMPLE | {
+        "name": f"reads-{args.trials}",
+        "budget": {"max_madds": 40_000_000},
+        "search": EXAMPLE["search"] | {"n_trials": args.trials},
+    }
     spec = parse_study(doc)
     storage = open_storage(url)
     have = 0

@@ -40,8 +40,11 @@ RENDER_LIMIT_S = 3.0
 
 
 def study_doc(n: int) -> dict[str, Any]:
-    return EXAMPLE | {"name": f"bench-{n}", "budget": {"max_madds": 40_000_000},
-                      "search": EXAMPLE["search"] | {"n_trials": n}}
+    return EXAMPLE | {
+        "name": f"bench-{n}",
+        "budget": {"max_madds": 40_000_000},
+        "search": EXAMPLE["search"] | {"n_trials": n},
+    }
 
 
 def ensure_study(base: str, db_url: str, n: int) -> int:
@@ -70,8 +73,9 @@ def render_times(base: str, sid: int, repeats: int) -> list[tuple[float, float]]
         for _ in range(repeats):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/#/studies/{sid}")
-            page.wait_for_function(f"window.clnas && window.clnas.rendered === {sid}",
-                                   timeout=120_000)
+            page.wait_for_function(
+                f"window.clnas && window.clnas.rendered === {sid}", timeout=120_000
+            )
             data_ms, render_ms = page.evaluate("[window.clnas.dataMs, window.clnas.renderMs]")
             out.append((data_ms / 1000, render_ms / 1000))
             page.close()
@@ -86,8 +90,9 @@ def main() -> int:
     ap.add_argument("--db", default=None, help="SQLite file to seed / reuse [a temp file]")
     args = ap.parse_args()
     db = Path(args.db or Path(tempfile.mkdtemp(prefix="clnas-bench-")) / "bench.db").resolve()
-    settings = Settings(db_url=f"sqlite:///{db}", run_studies=False,
-                        results_dir=str(db.parent / "ray_results"))
+    settings = Settings(
+        db_url=f"sqlite:///{db}", run_studies=False, results_dir=str(db.parent / "ray_results")
+    )
     with live_server(settings) as base:
         ids = {n: ensure_study(base, settings.db_url, n) for n in (args.baseline, args.trials)}
     warm = {}
@@ -95,13 +100,17 @@ def main() -> int:
         for n, sid in ids.items():
             runs = render_times(base, sid, args.repeats)
             warm[n] = statistics.median(r for _, r in runs[1:]) if len(runs) > 1 else runs[0][1]
-            print(f"{n:>6} trials: cold {runs[0][1]:.2f} s, warm median {warm[n]:.2f} s   "
-                  f"(render s: {', '.join(f'{r:.2f}' for _, r in runs)}; data received at "
-                  f"{', '.join(f'{d:.2f}' for d, _ in runs)})")
+            print(
+                f"{n:>6} trials: cold {runs[0][1]:.2f} s, warm median {warm[n]:.2f} s   "
+                f"(render s: {', '.join(f'{r:.2f}' for _, r in runs)}; data received at "
+                f"{', '.join(f'{d:.2f}' for d, _ in runs)})"
+            )
     ratio = warm[args.trials] / warm[args.baseline]
     ok = warm[args.trials] < RENDER_LIMIT_S
-    print(f"ratio {args.trials}/{args.baseline} trials (warm): {ratio:.2f}x   "
-          f"{args.trials} trials under {RENDER_LIMIT_S:.0f} s: {'ok' if ok else 'TOO SLOW'}")
+    print(
+        f"ratio {args.trials}/{args.baseline} trials (warm): {ratio:.2f}x   "
+        f"{args.trials} trials under {RENDER_LIMIT_S:.0f} s: {'ok' if ok else 'TOO SLOW'}"
+    )
     return 0 if ok else 1
 
 

@@ -1,9 +1,9 @@
 """Every ImageNet zoo model's latency relative to MobileNetV1 and MobileNetV2, measured in the
 same run, beside its MAdds ratio; and the HetConv VGG-16 (CIFAR-10) parts relative to P1.
 
-Three columns of latency per model, all from one interleaved run (every round runs each model
-in each column once, round-robin; `--repeats` rounds; medians) at batch 1 on the model's own
-resolution:
+Three columns of latency per model at batch 1 on the model's own resolution; within a column
+the models are timed in one interleaved run (every round runs each model once, round-robin;
+`--repeats` rounds; medians), and the columns run one after the other:
 - `fast`: eager PyTorch, `build_model(arch)` under `torch.inference_mode()` (the fused form),
 - `ref`: eager PyTorch, the reference modules (`fast=False`),
 - `ort`: ONNX Runtime on the exported graph (`clnas export-onnx`).
@@ -35,15 +35,20 @@ COLUMNS: dict[str, tuple[Backend, bool]] = {
 def measure(
     names: list[str], columns: list[str], threads: int, repeats: int, warmup: int
 ) -> dict[str, dict[str, LatencyReport]]:
-    """`{column: {model: report}}` from one interleaved run over every (column, model)."""
-    runners = {}
+    """`{column: {model: report}}`: per column, one interleaved run over its models (the
+    models a ratio compares share every round; the columns run one after the other, so one
+    backend's runtime does not evict another's weights between two timed passes)."""
+    out: dict[str, dict[str, LatencyReport]] = {}
     for column in columns:
         backend, fast = COLUMNS[column]
-        for name in names:
-            runners[column, name] = make_runner(name, backend=backend, fast=fast, threads=threads)
-    keyed = {f"{column}/{name}": r for (column, name), r in runners.items()}
-    reports = compare_latency(keyed, threads=threads, warmup=warmup, repeats=repeats)
-    return {c: {n: reports[f"{c}/{n}"] for n in names} for c in columns}
+        runners = {
+            name: make_runner(name, backend=backend, fast=fast, threads=threads) for name in names
+        }
+        out[column] = compare_latency(runners, threads=threads, warmup=warmup, repeats=repeats)
+    return out
+
+
+SHORT = {"mobilenet_v1": "MBv1", "mobilenet_v2": "MBv2", "hetconv_vgg16_p1": "P1"}
 
 
 def table(
@@ -52,9 +57,13 @@ def table(
     madds = {name: cost_report(name, crf=False).madds for name in names}
     columns = list(reports)
     print(f"\n{title}")
-    head = f"{'model':30s} {'MAdds':>8s}" + "".join(f" {'MAdds/' + b[-8:]:>15s}" for b in bases)
+    head = f"{'model':30s} {'MAdds':>8s}" + "".join(
+        f" {'MAdds/' + SHORT.get(b, b):>15s}" for b in bases
+    )
     for column in columns:
-        head += f" {column + ' ms':>9s}" + "".join(f" {column + '/' + b[-8:]:>15s}" for b in bases)
+        head += f" {column + ' ms':>9s}" + "".join(
+            f" {column + '/' + SHORT.get(b, b):>15s}" for b in bases
+        )
     print(head)
     print("-" * len(head))
     for name in names:
