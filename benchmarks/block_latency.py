@@ -4,7 +4,8 @@ or depthwise-separable baseline of the same width, eager PyTorch, batch 1 and 32
 Each row times its three modules interleaved (round-robin, medians) in one process run, so the
 ratios are robust to background load on a shared machine. The fused form gets its input as it
 would inside a network: channels_last, and for a CLC block in the paired order the previous
-CLC block writes (and it writes the next one's). The reference gets NCHW, as it does.
+CLC block writes (and it writes the next one's), or on maps up to 28x28 as the group-major
+hand-off between two CLC blocks (both ways). The reference gets NCHW, as it does.
 
     .venv/bin/python benchmarks/block_latency.py [--threads 2] [--repeats 30] [--batches 1 32]
 """
@@ -23,6 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from objectives.latency import Runner, compare_latency
 from search_space.arch import Arch, parse_arch
 from search_space.blocks import BLOCKS
+from search_space.blocks.clc import ClcBlock
+from search_space.blocks.inference.clc import MERGED_Z_MAX_ROWS, FusedClc, handoff_layout, z_crf
 from search_space.blocks.inference.conv import FusedConv
 from search_space.blocks.inference.hetconv import FusedHetConv
 from search_space.blocks.inference.network import fuse_block, preferred_order
@@ -118,10 +121,30 @@ def randomise(module: nn.Module) -> nn.Module:
 
 
 def fused_form(block: nn.Module, stage: dict[str, Any], cin: int) -> tuple[nn.Module, Any]:
-    """The block's fused form fed and feeding as inside a chain of blocks of its kind."""
+    """The block's fused form fed and feeding as inside a chain of blocks of its kind (a CLC
+    block on the Z path hands its output over group-major on small maps, see fast_input)."""
     nxt, _ = build_block({**stage, "stride": 1}, stage["out"], 8)
     in_order, out_order = preferred_order(block), preferred_order(nxt)
+    if isinstance(block, ClcBlock) and z_crf(nxt) is not None:
+        fused = FusedClc(block, in_order=in_order, out_order=out_order, next_crf=z_crf(nxt))
+        return fused, in_order
     return fuse_block(block, in_order=in_order, out_order=out_order), in_order
+
+
+def fast_input(block: nn.Module, stage: dict[str, Any], x: torch.Tensor, in_order: Any) -> Any:
+    """What the fused block receives inside such a chain: channels_last in its preferred order,
+    or, for a Z-path CLC block on a map the previous (same-kind) block hands over group-major,
+    that hand-off."""
+    crf = z_crf(block)
+    b, _, h, w = x.shape
+    if (
+        crf is not None
+        and b * h * w <= MERGED_Z_MAX_ROWS
+        and (x.shape[1] // stage["g2"]) % crf == 0
+    ):
+        return handoff_layout(x, stage["g2"], crf)
+    x_fast = x if in_order is None else x[:, in_order]
+    return x_fast.contiguous(memory_format=torch.channels_last)
 
 
 def impl_of(fused: nn.Module, batch: int, size: int) -> str:
@@ -129,8 +152,10 @@ def impl_of(fused: nn.Module, batch: int, size: int) -> str:
     for m in fused.modules():
         if isinstance(m, FusedConv | FusedHetConv):
             names.append(m.impl(batch, size, size))
-        elif type(m).__name__ == "FusedClc":
-            names.append("z" if m.zpath else "grouped")  # type: ignore[attr-defined]
+        elif isinstance(m, FusedClc):
+            out_size = -(-size // m.stride)
+            handed = m.handoff is not None and batch * out_size**2 <= MERGED_Z_MAX_ROWS
+            names.append(("z" if m.zpath else "grouped") + ("+handoff" if handed else ""))
     return ",".join(dict.fromkeys(names))  # unique, in order
 
 
@@ -174,8 +199,7 @@ def main() -> int:
             block, _ = build_block(case.stage, case.cin, case.size)
             fused, in_order = fused_form(block, case.stage, case.cin)
             x = torch.randn(batch, case.cin, case.size, case.size)
-            x_fast = x if in_order is None else x[:, in_order]
-            x_fast = x_fast.contiguous(memory_format=torch.channels_last)
+            x_fast = fast_input(block, case.stage, x, in_order)
             runners = {"ref": runner(block, x), "fast": runner(fused, x_fast)}
             base_madds = None
             if case.baseline is not None:

@@ -221,6 +221,20 @@ def test_clc_blocks_hand_over_group_major(monkeypatch, limits, first, second):
         assert mid.shape[0] == first[3] and mid.is_contiguous()
 
 
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_handoff_layout_is_what_a_z_path_block_reads(groups):
+    """`handoff_layout` (used by the block benchmark) builds the hand-off a predecessor with
+    `groups` GC groups writes: the block computes the reference function on it."""
+    ref = clc_block(32, 32, 16, 2, None, 1, True)
+    x = torch.randn(2, 32, 5, 4, dtype=DT)
+    fused = FusedClc(ref, in_order=wanted_order(ref))
+    with torch.inference_mode():
+        y = fused(fused_clc.handoff_layout(x, groups, 2))
+    with torch.no_grad():
+        expected = ref(x)
+    assert (y - expected).abs().max().item() < TOL * max(1.0, expected.abs().max().item())
+
+
 def test_paired_order_formula() -> None:
     """Position `t*g1 + i` holds channel `i*c + t`."""
     order = paired_order(12, 3)

@@ -85,6 +85,16 @@ def z_crf(block: nn.Module) -> int | None:
     return int(conv.in_channels // conv.groups)
 
 
+def handoff_layout(x: torch.Tensor, groups: int, crf: int) -> torch.Tensor:
+    """The group-major hand-off `(g2, B, H, W, N/g2)` of a `(B, N, H, W)` map in natural channel
+    order, as a CLC block with `groups = g2` GC groups writes it for a successor with CRF size
+    `crf` (module docstring); for benchmarks and tests."""
+    b, n, h, w = x.shape
+    gi = n // groups // crf
+    g = x.permute(0, 2, 3, 1).reshape(b, h, w, groups, gi, crf).permute(3, 0, 1, 2, 5, 4)
+    return g.reshape(groups, b, h, w, n // groups).contiguous()
+
+
 def wanted_order(block: ClcBlock) -> Order:
     """The input order the fused block reads without a reorder (`None`: natural)."""
     conv = block.igc.conv
