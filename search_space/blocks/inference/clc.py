@@ -40,7 +40,7 @@ strided view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,8 @@ class FusedClc(nn.Module):
         self.interlace = not isinstance(block.igc.interlace, nn.Identity)
         self.stride, self.kernel, self.crf, self.g1, self.r = int(conv.stride[0]), k, c, g1, r
         self.zpath = uses_depthwise(block)
+        # the Z map's `k x c*k` depthwise convolution (module docstring)
+        self.z_stride, self.z_padding = (self.stride, c * self.stride), (k // 2, c * (k // 2))
         wanted = wanted_order(block)
         self.reorder = None if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
 
@@ -155,36 +157,46 @@ class FusedClc(nn.Module):
         out_pos = torch.arange(n_out) if out_order is None else inverse(out_order)
         self.n_out = n_out
         self.bias = b2 if out_order is None else b2[out_order]
-        n_g, l_g = n_out // g2, mid // g2
+        n_g = n_out // g2
         self.groups: list[_GroupGemm] = []
         for j in range(g2):
             chans = torch.arange(j * n_g, (j + 1) * n_g)
             chans = chans[torch.argsort(out_pos[chans])]
             runs = _runs(out_pos[chans].tolist())
             layout = _regular(runs)
-            wj = w2[chans]  # (n_g, l_g): column q reads IGC output position j*l_g + q
-            pieces = []
-            for m, col, qs in self._column_runs(range(j * l_g, (j + 1) * l_g)):
-                wt = wj[:, [q - j * l_g for q in qs]].t()  # (K, n_g)
-                if layout is not None:  # (runs, K, run length)
-                    wt = wt.reshape(wt.shape[0], len(runs), -1).transpose(0, 1)
-                pieces.append(_Piece(m, col, len(qs), m * g1 + col, wt.contiguous()))
+            pieces = self._pieces(w2[chans], j)
+            if layout is not None:  # weights as (runs, K, run length)
+                pieces = [
+                    replace(
+                        p, weight=p.weight.view(p.width, len(runs), -1).transpose(0, 1).contiguous()
+                    )
+                    for p in pieces
+                ]
             self.groups.append(_GroupGemm(pieces, runs, layout))
 
         # Group-major hand-off (module docstring): group j's columns in pairing order.
         self.handoff: _Handoff | None = None
         if next_crf is not None and n_g % next_crf == 0:
             local = paired_order(n_g, next_crf)
-            w_g = [w2[j * n_g + local] for j in range(g2)]  # (n_g, l_g) per group
-            handoff_pieces = [
-                [
-                    _Piece(m, col, len(qs), m * g1 + col, w_g[j][:, [q - j * l_g for q in qs]].t())
-                    for m, col, qs in self._column_runs(range(j * l_g, (j + 1) * l_g))
-                ]
-                for j in range(g2)
-            ]
+            pieces_g = [self._pieces(w2[j * n_g + local], j) for j in range(g2)]
             bias_g = b2.view(g2, n_g)[:, local].reshape(g2, 1, n_g).contiguous()
-            self.handoff = _Handoff(handoff_pieces, bias_g, next_crf)
+            self.handoff = _Handoff(pieces_g, bias_g)
+
+    def _pieces(self, wj: torch.Tensor, j: int) -> list[_Piece]:
+        """GC group `j`'s GEMM operands: `wj` holds its output channels' weights `(n, L/g2)`,
+        column `q` reading IGC output position `j*L/g2 + q`; one piece per `_column_runs` run,
+        weight `(K, n)`."""
+        l_g = wj.shape[1]
+        return [
+            _Piece(
+                m,
+                col,
+                len(qs),
+                m * self.g1 + col,
+                wj[:, [q - j * l_g for q in qs]].t().contiguous(),
+            )
+            for m, col, qs in self._column_runs(range(j * l_g, (j + 1) * l_g))
+        ]
 
     def _column_runs(self, positions: range) -> list[tuple[int, int, list[int]]]:
         """Split IGC output positions into `(m, first column, positions)` runs of consecutive
@@ -223,13 +235,12 @@ class FusedClc(nn.Module):
         # The Z map: pixel (h, c*w + t), channel i holds input channel i*c + t of pixel (h, w);
         # the channels_last input already is it in memory.
         wc, off = w * c, x.storage_offset()
-        stride, padding = (s, c * s), (k // 2, c * (k // 2))
         if b * h * w <= MERGED_Z_MAX_ROWS:  # the input r times per pixel: channel m*g1 + i
             rep = x.as_strided((b, h, wc, r, g1), (h * w * m_in, w * m_in, g1, 0, 1), off)
             return self._merged_z(rep.contiguous(), b, h, wc)
         z = x.as_strided((b, g1, h, wc), (h * w * m_in, 1, w * m_in, g1), off)
         ys = [
-            to_channels_last(F.conv2d(z, wm, bm, stride, padding, 1, g1))
+            to_channels_last(F.conv2d(z, wm, bm, self.z_stride, self.z_padding, 1, g1))
             for wm, bm in zip(self.z_weights, self.z_biases, strict=True)
         ]
         return [rows(y) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
@@ -239,9 +250,9 @@ class FusedClc(nn.Module):
     ) -> tuple[list[torch.Tensor], int, int, int]:
         """One depthwise convolution over the repeated Z map `rep`, contiguous `(B, H, W*c, r,
         g1)`: pixel `(h, c*w + t)`, channel `m*g1 + i` holds input channel `i*c + t`."""
-        s, k, c, g = self.stride, self.kernel, self.crf, self.r * self.g1
+        g = self.r * self.g1
         z = rep.as_strided((b, g, h, wc), (h * wc * g, 1, wc * g, g))
-        y = F.conv2d(z, self.igc_weight, self.igc_bias, (s, c * s), (k // 2, c * (k // 2)), 1, g)
+        y = F.conv2d(z, self.igc_weight, self.igc_bias, self.z_stride, self.z_padding, 1, g)
         y = to_channels_last(y)
         return [rows(y)], b, y.shape[2], y.shape[3]
 
@@ -359,8 +370,8 @@ class _Handoff:
     all groups come from one batched GEMM per `k` into a contiguous `(g2, P, N/g2)` result; one
     GEMM per group and piece otherwise."""
 
-    def __init__(self, pieces: list[list[_Piece]], bias: torch.Tensor, next_crf: int):
-        self.pieces, self.bias, self.next_crf = pieces, bias, next_crf
+    def __init__(self, pieces: list[list[_Piece]], bias: torch.Tensor):
+        self.pieces, self.bias = pieces, bias
         self.g2, _, self.n_g = bias.shape
         # per k: (first column, spacing, width) and the stacked (g2, K, N/g2) weights
         self.batched: list[tuple[tuple[int, int, int], torch.Tensor]] | None = None
