@@ -96,7 +96,7 @@ def parse_study(data: Any) -> StudySpec:
     return spec
 
 
-BASELINES_SUFFIX = ".baselines"  # `workers.tune.baselines_study_name`
+BASELINES_SUFFIX = ".baselines"  # study `{name}.baselines` holds its zoo baselines
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "synthetic": 100}
 
 

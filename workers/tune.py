@@ -43,7 +43,7 @@ from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
 from workers.ray_address import ray_address
 from workers.schedulers import make_scheduler
-from workers.study import StudySpec
+from workers.study import BASELINES_SUFFIX, StudySpec
 
 ARCH_ATTR, COST_ATTR, REJECTED_ATTR, CURVE_ATTR = "arch", "cost", "rejected", "curve"
 PRUNED_AT_ATTR, BASELINE_ATTR, SPEC_ATTR = "pruned_at_epoch", "baseline", "spec"
@@ -59,7 +59,7 @@ class StudyConflict(ValueError):
 
 
 def baselines_study_name(name: str) -> str:
-    return f"{name}.baselines"
+    return f"{name}{BASELINES_SUFFIX}"
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
