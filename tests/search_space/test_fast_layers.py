@@ -1,8 +1,12 @@
 """Every fused inference layer (`search_space/blocks/inference/`) against the reference module it
-replaces, in float64 with non-trivial BatchNorm statistics, for every implementation it can
-choose per shape (each one forced in turn) and for permuted input/output channel orders."""
+replaces, with non-trivial BatchNorm statistics, for every implementation it can choose per shape
+(each one forced in turn) and for permuted input/output channel orders. Each test runs twice: in
+float64 (`F.conv2d` and MKL, exact to 1e-10) and in float32 with every convolution and GEMM
+forced onto oneDNN's packed kernels (`kernels.Conv`/`kernels.Gemm`, to the 1e-5 contract)."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from search_space.blocks.hetconv import HetConvBlock
 from search_space.blocks.inference import clc as fused_clc
 from search_space.blocks.inference import conv as fused_conv
 from search_space.blocks.inference import hetconv as fused_het
+from search_space.blocks.inference import kernels
 from search_space.blocks.inference.clc import FusedClc, paired_order, wanted_order
 from search_space.blocks.inference.conv import FusedConv
 from search_space.blocks.inference.folding import Reorder
@@ -33,11 +38,36 @@ from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAc
 
 TOL = 1e-10  # float64; the contract is 1e-5
 DT = torch.float64
+ONEDNN = False  # every convolution and GEMM forced onto oneDNN (float32 only)
+
+PRECISIONS = {
+    "float64": (torch.float64, 1e-10, False),
+    "float32-onednn": (torch.float32, 1e-5, True),
+}
+
+
+@pytest.fixture(autouse=True, params=sorted(PRECISIONS))
+def precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    dt, tol, onednn = PRECISIONS[request.param]
+    this = sys.modules[__name__]
+    monkeypatch.setattr(this, "DT", dt)
+    monkeypatch.setattr(this, "TOL", tol)
+    monkeypatch.setattr(this, "ONEDNN", onednn)
+    if onednn:
+        monkeypatch.setattr(kernels, "ONEDNN_MIN_WEIGHTS", ((1, 0),))  # every GEMM
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def packed(module: nn.Module) -> int:
+    """How many oneDNN kernels of `module` have run (packed their weights)."""
+    return sum(
+        len(m.packs) > 0 for m in module.modules() if isinstance(m, kernels.Conv | kernels.Gemm)
+    )
 
 
 def randomise_bn(module: nn.Module) -> nn.Module:
@@ -55,6 +85,7 @@ def check(
     reference: nn.Module,
     x: torch.Tensor,
     layout_checked: bool = True,
+    onednn: bool = True,
     **perm: torch.Tensor,
 ) -> None:
     """`fused(x[:, in]) == reference(x)[:, out]`, output channels_last where it is a map."""
@@ -69,6 +100,12 @@ def check(
     assert (y - ref).abs().max().item() < TOL * max(1.0, ref.abs().max().item())
     if y.dim() == 4 and y.shape[1] > 1 and y.shape[2] * y.shape[3] > 1 and layout_checked:
         assert y.is_contiguous(memory_format=torch.channels_last)
+    if (
+        ONEDNN
+        and onednn
+        and any(isinstance(m, kernels.Conv | kernels.Gemm) for m in fused.modules())
+    ):
+        assert packed(fused) > 0, "no oneDNN kernel ran"
 
 
 def force(monkeypatch: pytest.MonkeyPatch, module: object, **limits: int) -> None:
@@ -217,8 +254,12 @@ def test_clc_blocks_hand_over_group_major(monkeypatch, limits, first, second):
         last = chain[1](mid)
     assert mid.dim() == (5 if to_z and small else 4)
     assert last.dim() == (5 if small else 4)  # the head pools: always a hand-off on small maps
-    if mid.dim() == 5:
-        assert mid.shape[0] == first[3] and mid.is_contiguous()
+    if mid.dim() == 5:  # (g2, B, H, W, N/g2): contiguous from MKL, pixel-major from oneDNN
+        assert mid.shape[0] == first[3] and mid.stride(4) == 1
+        pixel_major = mid.stride(0) == mid.shape[4] and mid.stride(3) == first[1]
+        assert mid.is_contiguous() or pixel_major
+        if ONEDNN and limits == "handed-off" and (first, second) == HANDOFF_CASES[0]:
+            assert pixel_major  # one packed grouped 1x1 convolution wrote it
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
@@ -292,7 +333,8 @@ def test_fused_hetconv_equals_hetconv_block(
         assert fused.impl(2, 9, 7) == "conv+gemm"  # depthwise kxk part: never NCHW
         return
     assert fused.impl(2, 9, 7) == impl
-    check(fused, ref, torch.randn(2, cin, 9, 7, dtype=DT), layout_checked=impl != "nchw")
+    nchw = impl == "nchw"  # the reference structure on F.conv2d: no packed kernel
+    check(fused, ref, torch.randn(2, cin, 9, 7, dtype=DT), layout_checked=not nchw, onednn=not nchw)
 
 
 def test_hetconv_part_one_is_the_plain_fused_conv() -> None:

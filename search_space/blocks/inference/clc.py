@@ -43,7 +43,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from search_space.blocks.clc import ClcBlock
@@ -58,6 +57,7 @@ from search_space.blocks.inference.folding import (
     same_order,
     to_channels_last,
 )
+from search_space.blocks.inference.kernels import Conv, Gemm
 
 Z_MAX_CRF = 2  # c: the Z kernel is k x c*k; at c = 4 the grouped convolution is as fast
 Z_MAX_OUT = 2  # r: outputs per IGC group
@@ -140,13 +140,22 @@ class FusedClc(nn.Module):
         if self.zpath:
             # K_m[i, 0, dh, c*dw + t] = W1[i*r + m, t, dh, dw]; merged: channel m*g1 + i.
             zw = w1.view(g1, r, c, k, k).permute(1, 0, 3, 4, 2).reshape(r * g1, 1, k, k * c)
-            self.igc_weight = zw.contiguous(memory_format=torch.channels_last)
-            self.igc_bias = b1.view(g1, r).t().reshape(-1).contiguous()
-            self.z_weights = [self.igc_weight[m * g1 : (m + 1) * g1] for m in range(r)]
-            self.z_biases = [self.igc_bias[m * g1 : (m + 1) * g1] for m in range(r)]
+            zb = b1.view(g1, r).t().reshape(-1)
+            zs, zp = self.z_stride, self.z_padding
+            self.igc = Conv(zw, zb, stride=zs, padding=zp, groups=r * g1)  # merged: all r at once
+            self.z_convs = nn.ModuleList(  # output m from the plain Z map
+                Conv(
+                    zw[m * g1 : (m + 1) * g1],
+                    zb[m * g1 : (m + 1) * g1],
+                    stride=zs,
+                    padding=zp,
+                    groups=g1,
+                )
+                for m in range(r)
+            )
         else:
-            self.igc_weight = w1.contiguous(memory_format=torch.channels_last)
-            self.igc_bias = b1
+            st = (self.stride, self.stride)
+            self.igc = Conv(w1, b1, stride=st, padding=(k // 2, k // 2), groups=g1)
 
         # GC + BN2 folded; group j's output channels sorted by their stored position.
         gc_conv = block.gc[0]
@@ -224,9 +233,9 @@ class FusedClc(nn.Module):
         """The interlaced IGC output as row matrices, one per block of positions, and
         `(B, Ho, Wo)`."""
         b, m_in, h, w = x.shape
-        s, k, c, r, g1 = self.stride, self.kernel, self.crf, self.r, self.g1
+        c, r, g1 = self.crf, self.r, self.g1
         if not self.zpath:
-            y = to_channels_last(F.conv2d(x, self.igc_weight, self.igc_bias, s, k // 2, 1, g1))
+            y = self.igc(x)
             yr = rows(y)
             if not self.interlace:
                 return [yr], b, y.shape[2], y.shape[3]
@@ -239,10 +248,7 @@ class FusedClc(nn.Module):
             rep = x.as_strided((b, h, wc, r, g1), (h * w * m_in, w * m_in, g1, 0, 1), off)
             return self._merged_z(rep.contiguous(), b, h, wc)
         z = x.as_strided((b, g1, h, wc), (h * w * m_in, 1, w * m_in, g1), off)
-        ys = [
-            to_channels_last(F.conv2d(z, wm, bm, self.z_stride, self.z_padding, 1, g1))
-            for wm, bm in zip(self.z_weights, self.z_biases, strict=True)
-        ]
+        ys = [conv(z) for conv in self.z_convs]
         return [rows(y) for y in ys], b, ys[0].shape[2], ys[0].shape[3]
 
     def _merged_z(
@@ -252,20 +258,21 @@ class FusedClc(nn.Module):
         g1)`: pixel `(h, c*w + t)`, channel `m*g1 + i` holds input channel `i*c + t`."""
         g = self.r * self.g1
         z = rep.as_strided((b, g, h, wc), (h * wc * g, 1, wc * g, g))
-        y = F.conv2d(z, self.igc_weight, self.igc_bias, self.z_stride, self.z_padding, 1, g)
-        y = to_channels_last(y)
+        y = self.igc(z)
         return [rows(y)], b, y.shape[2], y.shape[3]
 
     def _igc_handed_off(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int, int]:
         """`_igc` of a group-major hand-off `(g2, B, H, W, N/g2)` from the previous block."""
         g2, b, h, w, n_g = x.shape
         c, r, gi = self.crf, self.r, n_g // self.crf
-        if not self.zpath or self.reorder is not None or gi * g2 != self.g1:
+        if not self.zpath or self.reorder is not None or gi * g2 != self.g1 or x.stride(4) != 1:
             raise RuntimeError("a group-major hand-off reaches only the Z path in pairing order")
         # rep[b, h, w, t, m, j, i'] = channel (j*gi + i')*c + t = x[j, b, h, w, t*gi + i']
+        sj, sb, sh, sw, _ = x.stride()
         shape = (b, h, w, c, r, g2, gi)
-        strides = (h * w * n_g, w * n_g, n_g, gi, 0, b * h * w * n_g, 1)
-        return self._merged_z(x.as_strided(shape, strides).contiguous(), b, h, w * c)
+        strides = (sb, sh, sw, gi, 0, sj, 1)
+        rep = x.as_strided(shape, strides, x.storage_offset()).contiguous()
+        return self._merged_z(rep, b, h, w * c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 5:  # group-major hand-off from the previous CLC block
@@ -364,13 +371,17 @@ class _GroupGemm:
             torch.baddbmm(view, piece.rows(blocks, len(self.runs)), piece.weight, out=view)
 
 
-class _Handoff:
+class _Handoff(nn.Module):
     """The GC written group-major for the next CLC block (module docstring). When the `k`-th
     piece of every group is an equally wide, evenly spaced column range of a single IGC output,
     all groups come from one batched GEMM per `k` into a contiguous `(g2, P, N/g2)` result; one
-    GEMM per group and piece otherwise."""
+    GEMM per group and piece otherwise. When group `j` reads exactly the `j`-th block of columns
+    and the weights are large enough for oneDNN (`kernels.Gemm`), one packed grouped 1x1
+    convolution writes the groups pixel by pixel instead: the hand-off is then a view of the
+    `(P, N)` result, strides `(N/g2, H*W*N, W*N, N, 1)`."""
 
     def __init__(self, pieces: list[list[_Piece]], bias: torch.Tensor):
+        super().__init__()
         self.pieces, self.bias = pieces, bias
         self.g2, _, self.n_g = bias.shape
         # per k: (first column, spacing, width) and the stacked (g2, K, N/g2) weights
@@ -389,10 +400,21 @@ class _Handoff:
                 batched.append((layout, torch.stack([p.weight for p in col])))
             else:
                 self.batched = batched
+        self.gemm: Gemm | None = None
+        if self.batched is not None and len(self.batched) == 1:
+            (first, spacing, width), weight = self.batched[0]
+            if first == 0 and spacing == width:  # group j: columns [j*K/g2, (j+1)*K/g2)
+                self.gemm = Gemm(weight, bias.reshape(-1), "relu")
 
     def write(self, blocks: list[torch.Tensor], b: int, h: int, w: int) -> torch.Tensor:
         src = blocks[0]
         p = src.shape[0]
+        gemm = self.gemm
+        if gemm is not None and len(blocks) == 1 and src.shape[1] == gemm.k and gemm.onednn(p):
+            y = gemm(src)  # (P, N): group j's N/g2 outputs of each pixel side by side
+            n = gemm.n
+            shape, strides = (self.g2, b, h, w, self.n_g), (self.n_g, h * w * n, w * n, n, 1)
+            return y.as_strided(shape, strides, y.storage_offset())
         out = torch.empty(self.g2, p, self.n_g, dtype=src.dtype)
         if self.batched is not None and len(blocks) == 1:
             start = self.bias.expand(self.g2, p, self.n_g)

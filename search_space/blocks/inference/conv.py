@@ -1,15 +1,16 @@
 """Convolution + folded BatchNorm + activation in channels_last, with the implementation chosen
 per shape (measured on a 2-core AVX-512 CPU, PyTorch 2.13; see benchmarks/block_latency.py):
 
-- `conv`: oneDNN through `F.conv2d` on channels_last input. Best for kxk convolutions on maps
-  larger than 8x8 and for 1x1 convolutions on large maps. (On NCHW input the same oneDNN call
-  is 2-10x slower at 2 threads, which is why everything fused here stays channels_last.)
+- `conv`: oneDNN on channels_last input, weights packed once per input shape, activation fused
+  (`kernels.Conv`). Best for kxk convolutions on maps larger than 8x8 and for 1x1 convolutions
+  on large maps. (On NCHW input the same oneDNN call is 2-10x slower at 2 threads, which is why
+  everything fused here stays channels_last.)
 - `gemm`: a 1x1 convolution is a matrix product of the `(B*H*W, C)` rows that a channels_last
-  tensor already is; MKL beats oneDNN's 1x1 convolution on small maps (<= 28x28 dense, <= 14x14
-  grouped), where oneDNN re-lays-out its weights on every call.
+  tensor already is (<= 28x28 dense, <= 14x14 grouped), on MKL or on oneDNN by shape
+  (`kernels.Gemm`).
 - `im2col`: with few pixels in the batch (<= 64: VGG on CIFAR after three pools, at batch 1) a
   kxk convolution is bound by reading its weights; one patch copy plus one GEMM on
-  pre-transposed weights reads them once, where oneDNN re-lays them out per call.
+  pre-transposed weights reads them once (`kernels.Gemm` again).
 
 Every implementation executes exactly the convolution's multiply-adds (no masking, no padding
 of the contraction): `B*Ho*Wo*N*(C/g)*k*k`.
@@ -23,13 +24,13 @@ from torch import nn
 
 from search_space.blocks.inference.folding import (
     Order,
-    act_,
     act_name,
     fold_bn,
     from_rows,
     rows,
     to_channels_last,
 )
+from search_space.blocks.inference.kernels import Conv, Gemm
 
 GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: MKL GEMM on maps up to 28x28
 GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: batched GEMM up to 14x14
@@ -49,10 +50,6 @@ class FusedConv(nn.Module):
     `in_order`/`out_order` (dense convolutions only; a depthwise convolution keeps its input's
     order) fold channel permutations into the weights.
     """
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    gemm_weight: torch.Tensor
 
     def __init__(
         self,
@@ -82,10 +79,6 @@ class FusedConv(nn.Module):
                 weight, bias = weight[out_order], bias[out_order]
             if in_order is not None:
                 weight = weight[:, in_order]
-        # channels_last weights: oneDNN would otherwise re-lay them out on every call
-        cl_weight = weight.contiguous(memory_format=torch.channels_last)
-        self.register_buffer("weight", cl_weight, persistent=False)
-        self.register_buffer("bias", bias.contiguous(), persistent=False)
         self.stride, self.groups, self.act = stride, groups, act
         self.kernel = (kh, kw)
         self.padding = (kh // 2, kw // 2)
@@ -96,8 +89,9 @@ class FusedConv(nn.Module):
             # (g, kh*kw*C/g, N/g): rows ordered (kh, kw, c) like the patch view's last dims.
             gemm = weight.view(g, n, per_group, kh, kw).permute(0, 3, 4, 2, 1)
             gemm = gemm.reshape(g, kh * kw * per_group, n).contiguous()
-        self.register_buffer("gemm_weight", gemm, persistent=False)
-        self.dense_gemm_weight = gemm[0] if groups == 1 and not depthwise else None
+        # (g, kh*kw*C/g, N/g), rows in (kh, kw, c) order: the pointwise and im2col GEMMs
+        self.gemm = None if depthwise else Gemm(gemm, bias, act)
+        self.conv = Conv(weight, bias, stride=stride, padding=self.padding, groups=groups, act=act)
         self.pointwise = kh == kw == 1 and stride == (1, 1)
         self.depthwise = depthwise
 
@@ -132,29 +126,16 @@ class FusedConv(nn.Module):
         b, _, h, w = x.shape
         impl = self.impl(b, h, w)
         if impl == "conv":
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
-            return act_(to_channels_last(y), self.act)
+            return self.conv(x)
         if impl == "gemm":
             a, ho, wo = rows(x), h, w
         else:
             patches = im2col(x, self.kernel, self.stride)
             _, ho, wo = patches.shape[:3]
             a = patches.reshape(b * ho * wo, -1)
-        return act_(from_rows(self._gemm(a), b, ho, wo), self.act)
-
-    def _gemm(self, a: torch.Tensor) -> torch.Tensor:
-        """`a @ W + bias` for the `(P, kh*kw*C)` patch matrix (grouped: one batched GEMM)."""
-        if self.dense_gemm_weight is not None:
-            return torch.addmm(self.bias, a, self.dense_gemm_weight)
-        g, k, n = self.gemm_weight.shape
-        p = a.shape[0]
-        out = torch.empty(p, g * n, dtype=a.dtype)
-        # Group j reads its own columns of `a` and writes its own columns of `out`.
-        if self.pointwise:  # 1x1: group j's inputs are a contiguous column block
-            a_groups = a.view(p, g, k).transpose(0, 1)
-        else:  # patches (kh, kw, C): regroup once so each group's patch is contiguous
-            kk = self.kernel[0] * self.kernel[1]
-            a_groups = a.view(p, kk, g, k // kk).permute(2, 0, 1, 3).reshape(g, p, k)
-        out_v = out.view(p, g, n).transpose(0, 1)
-        torch.bmm(a_groups, self.gemm_weight, out=out_v)
-        return out.add_(self.bias)
+        assert self.gemm is not None
+        if self.groups > 1 and not self.pointwise:
+            # patches (kh, kw, C) -> (g, kh, kw, C/g): each group's patch a contiguous block
+            g, kk = self.groups, self.kernel[0] * self.kernel[1]
+            a = a.view(a.shape[0], kk, g, -1).transpose(1, 2).reshape(a.shape[0], -1)
+        return from_rows(self.gemm(a), b, ho, wo)

@@ -19,8 +19,9 @@ Three implementations, by shape:
   depthwise convolution, which oneDNN runs several times slower in NCHW: `conv+gemm` again.
 - `im2col` (up to 16 pixels in the batch, e.g. VGG's 4x4 and 2x2 maps at batch 1, where the
   layer is bound by reading its weights): group `j`'s rows
-  are `[kxk patch of input group j | its 1x1 window]`, so the whole layer is one batched GEMM
-  with contraction `M/P*k*k + (M - M/P)` on weights laid out once at fuse time.
+  are `[kxk patch of input group j | its 1x1 window]`, so the whole layer is one grouped GEMM
+  (`gemm.Gemm`: oneDNN with packed weights on large layers) with contraction
+  `M/P*k*k + (M - M/P)` on weights laid out once at fuse time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from search_space.blocks.inference.folding import (
     rows,
     to_channels_last,
 )
+from search_space.blocks.inference.kernels import Conv, Gemm
 
 IM2COL_MAX_ROWS = 4 * 4  # one batched GEMM over the patch rows up to 16 pixels in the batch
 GEMM_MIN_GROUP_OUT = 16  # below this many outputs per group the NCHW form wins
@@ -51,13 +53,11 @@ def cyclic_others(cin: int, part: int) -> torch.Tensor:
 
 
 class FusedHetConv(nn.Module):
-    spatial_weight: torch.Tensor
     spatial_bias: torch.Tensor
     pointwise_weight: torch.Tensor
     pointwise_conv_weight: torch.Tensor
     gather: torch.Tensor
     spatial_weight_nchw: torch.Tensor
-    gemm_weight: torch.Tensor
 
     def __init__(self, block: HetConvBlock):
         super().__init__()
@@ -86,13 +86,13 @@ class FusedHetConv(nn.Module):
         self.register_buffer("pointwise_conv_weight", wp.view(cout, cin - m, 1, 1), False)
         self.register_buffer("gather", het.gather.clone(), persistent=False)
         self.register_buffer("spatial_weight_nchw", ws.contiguous(), persistent=False)
-        self.register_buffer(
-            "spatial_weight", ws.contiguous(memory_format=torch.channels_last), persistent=False
-        )
+        pad = (k // 2, k // 2)
+        st = (int(spatial.stride[0]), int(spatial.stride[1]))
+        self.spatial = Conv(ws, bias, stride=st, padding=pad, groups=part)
         self.register_buffer("spatial_bias", bias.contiguous(), persistent=False)
         # (P, k*k*m + M - m, n): [kxk rows in (kh, kw, c) order ; cyclic 1x1 rows], per group.
         ws_g = ws.view(part, n, m, k, k).permute(0, 3, 4, 2, 1).reshape(part, k * k * m, n)
-        self.register_buffer("gemm_weight", torch.cat([ws_g, wp_g], 1).contiguous(), False)
+        self.im2col = Gemm(torch.cat([ws_g, wp_g], 1), bias, act_name(block.act))
         self.part, self.kernel, self.stride = part, k, int(spatial.stride[0])
         self.group_in, self.group_out = m, n
         self.act = act_name(block.act)
@@ -123,9 +123,7 @@ class FusedHetConv(nn.Module):
             return act_(y, self.act)
         x = to_channels_last(x)
         if impl == "conv+gemm":
-            y = to_channels_last(
-                F.conv2d(x, self.spatial_weight, self.spatial_bias, s, k // 2, 1, part)
-            )
+            y = self.spatial(x)
             cout = y.shape[1]
             yv = rows(y).view(-1, part, cout // part).transpose(0, 1)
             torch.baddbmm(yv, self._windows(x), self.pointwise_weight, out=yv)
@@ -133,17 +131,12 @@ class FusedHetConv(nn.Module):
         patches = im2col(x, (k, k), (s, s))
         _, ho, wo = patches.shape[:3]
         p, kk, m = b * ho * wo, k * k, cin // part
-        a = torch.empty(part, p, self.gemm_weight.shape[1], dtype=x.dtype)
-        a[:, :, : kk * m].view(part, p, kk, m).copy_(
-            patches.reshape(p, kk, part, m).permute(2, 0, 1, 3)
+        a = torch.empty(p, part, self.im2col.k // part, dtype=x.dtype)
+        a[:, :, : kk * m].view(p, part, kk, m).copy_(
+            patches.reshape(p, kk, part, m).transpose(1, 2)
         )
-        a[:, :, kk * m :].copy_(self._windows(x))
-        n = self.gemm_weight.shape[2]
-        out = torch.empty(p, part * n, dtype=x.dtype)
-        out_v = out.view(p, part, n).transpose(0, 1)
-        torch.bmm(a, self.gemm_weight, out=out_v)
-        out.add_(self.spatial_bias)
-        return act_(from_rows(out, b, ho, wo), self.act)
+        a[:, :, kk * m :].copy_(self._windows(x).transpose(0, 1))
+        return from_rows(self.im2col(a.view(p, -1)), b, ho, wo)
 
 
 def fuse_hetconv(block: HetConvBlock) -> nn.Module:

@@ -22,13 +22,13 @@ from search_space.blocks.heads import ConvClassifier, FCClassifier
 from search_space.blocks.inference.conv import FusedConv
 from search_space.blocks.inference.folding import (
     Order,
-    act_,
     bn_affine,
     fold_bn,
     from_rows,
     rows,
     to_channels_last,
 )
+from search_space.blocks.inference.kernels import Gemm
 from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, SqueezeExcite
 
 
@@ -105,16 +105,16 @@ class FusedFCHead(nn.Module):
             self.conv = FusedConv.from_conv_bn_act(head.conv, in_order=in_order)
             in_order = None
         layers = list(head.hidden)
-        self.hidden: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.hidden = nn.ModuleList()
         for linear, bn in zip(layers[0::3], layers[1::3], strict=True):
             assert isinstance(linear, nn.Linear)
             weight, bias = fold_bn(linear.weight, linear.bias, bn)
             if in_order is not None:
                 weight, in_order = weight[:, in_order], None
-            self.hidden.append((weight, bias))
+            self.hidden.append(Gemm(weight.t()[None], bias, "relu"))
         fc_w = head.fc.weight.detach()
-        self.fc_w = fc_w if in_order is None else fc_w[:, in_order]
-        self.fc_b = head.fc.bias.detach()
+        fc_w = fc_w if in_order is None else fc_w[:, in_order]
+        self.fc = Gemm(fc_w.t()[None], head.fc.bias.detach(), "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 5:  # a CLC block's group-major hand-off (g2, B, H, W, N/g2), natural order
@@ -123,9 +123,9 @@ class FusedFCHead(nn.Module):
             x = x.mean((2, 3)).transpose(0, 1).reshape(x.shape[1], -1)
         else:
             x = self.conv(x).mean((2, 3))
-        for weight, bias in self.hidden:
-            x = act_(F.linear(x, weight, bias), "relu")
-        return F.linear(x, self.fc_w, self.fc_b)
+        for layer in self.hidden:
+            x = layer(x)
+        return self.fc(x)
 
 
 class FusedConvClassifier(nn.Module):
