@@ -158,8 +158,10 @@ def test_fused_conv_chooses_per_shape() -> None:
     grouped_1x1 = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, groups=2).eval())
     assert grouped_1x1.impl(1, 14, 14) == "gemm" and grouped_1x1.impl(1, 28, 28) == "conv"
     dense_3x3 = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, kernel=3).eval())
-    assert dense_3x3.impl(1, 8, 8) == "im2col" and dense_3x3.impl(1, 16, 16) == "conv"
-    assert dense_3x3.impl(32, 8, 8) == "conv"  # many rows: not weight-bound any more
+    assert dense_3x3.impl(1, 8, 8) == "conv"  # float32: the packed oneDNN convolution
+    assert dense_3x3.impl(1, 8, 8, torch.float64) == "im2col"  # no oneDNN in float64
+    assert dense_3x3.impl(1, 16, 16, torch.float64) == "conv"
+    assert dense_3x3.impl(32, 8, 8, torch.float64) == "conv"  # many rows: not weight-bound
     depthwise = FusedConv.from_conv_bn_act(ConvBNAct(8, 8, kernel=3, groups=8).eval())
     assert depthwise.impl(1, 2, 2) == "conv"
 
