@@ -165,3 +165,11 @@ def test_unknown_activation_is_refused() -> None:
         Gemm(torch.randn(1, 4, 4), torch.randn(4), "gelu")
     with pytest.raises(ValueError, match="gelu"):
         Conv(torch.randn(4, 4, 1, 1), None, stride=(1, 1), padding=(0, 0), groups=1, act="gelu")
+
+
+def test_an_empty_batch_gives_an_empty_result() -> None:
+    conv = Conv(torch.randn(8, 4, 3, 3), torch.randn(8), stride=(1, 1), padding=(1, 1), groups=1)
+    gemm = Gemm(torch.randn(1, 1024, 1024), torch.randn(1024), "relu")
+    with torch.inference_mode():
+        assert conv(torch.randn(0, 4, 5, 5)).shape == (0, 8, 5, 5)
+        assert gemm(torch.randn(0, 1024)).shape == (0, 1024)

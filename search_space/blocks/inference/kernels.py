@@ -83,7 +83,7 @@ def onednn_runs(dtype: torch.dtype) -> bool:
 
 def use_onednn(rows: int, weights: int, dtype: torch.dtype) -> bool:
     """Whether a GEMM of `rows` rows through `weights` values (`K*N/g`) runs on oneDNN."""
-    if not onednn_runs(dtype):
+    if not onednn_runs(dtype) or rows < 1:
         return False
     return weights >= next(w for r, w in ONEDNN_MIN_WEIGHTS if rows >= r)
 
@@ -145,7 +145,7 @@ class Conv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_channels_last(x)
-        if not onednn_runs(x.dtype) or self.weight.dtype != x.dtype:
+        if not onednn_runs(x.dtype) or self.weight.dtype != x.dtype or x.numel() == 0:
             y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
             return act_(to_channels_last(y), self.act)
         shape = tuple(x.shape)
