@@ -26,11 +26,12 @@ read-modify-write pass over the output), then ReLU in place.
 **Hand-off between two CLC blocks on small maps.** Up to `MERGED_Z_MAX_ROWS` pixels the next
 block copies its input into the repeated Z map anyway, so the copy can read any layout. There
 a block whose successor is a CLC block on the Z path writes its GC output *group-major*: a
-contiguous `(g2, B, H, W, N/g2)` tensor whose group `j` holds its own channels in the
-successor's pairing order restricted to the group (position `t*(N/g2/c) + i'` holds channel
-`j*N/g2 + i'*c + t`). All groups then come from one batched GEMM with a contiguous result,
-which MKL runs as one batched call (a strided result is a loop of single GEMMs, 10-40% slower
-at 7x7-28x28), and the successor's copy reads runs of `N/g2/c` contiguous floats.
+`(g2, B, H, W, N/g2)` tensor whose group `j` holds its own channels in the successor's pairing
+order restricted to the group (position `t*(N/g2/c) + i'` holds channel `j*N/g2 + i'*c + t`).
+All groups come from one call: a batched MKL GEMM into a contiguous result (a strided result is
+a loop of single GEMMs, 10-40% slower at 7x7-28x28), or, where `kernels.Gemm` picks oneDNN,
+one packed grouped 1x1 convolution whose `(P, N)` result is viewed with those strides. The
+successor's copy reads runs of `N/g2/c` contiguous floats either way.
 
 Without the interlace (clcNet-Ap) the same depthwise outputs are read by the GC as column
 slices of every block (one GEMM per block). CRF sizes above 2, where oneDNN's grouped
@@ -122,10 +123,8 @@ class FusedClc(nn.Module):
         m_in, mid, g1, k = conv.in_channels, conv.out_channels, conv.groups, conv.kernel_size[0]
         c, r = m_in // g1, mid // g1
         self.interlace = not isinstance(block.igc.interlace, nn.Identity)
-        self.stride, self.kernel, self.crf, self.g1, self.r = int(conv.stride[0]), k, c, g1, r
+        self.stride, self.crf, self.g1, self.r = int(conv.stride[0]), c, g1, r
         self.zpath = uses_depthwise(block)
-        # the Z map's `k x c*k` depthwise convolution (module docstring)
-        self.z_stride, self.z_padding = (self.stride, c * self.stride), (k // 2, c * (k // 2))
         wanted = wanted_order(block)
         self.reorder = None if same_order(in_order, wanted) else Reorder(in_order, wanted, m_in)
 
@@ -141,7 +140,8 @@ class FusedClc(nn.Module):
             # K_m[i, 0, dh, c*dw + t] = W1[i*r + m, t, dh, dw]; merged: channel m*g1 + i.
             zw = w1.view(g1, r, c, k, k).permute(1, 0, 3, 4, 2).reshape(r * g1, 1, k, k * c)
             zb = b1.view(g1, r).t().reshape(-1)
-            zs, zp = self.z_stride, self.z_padding
+            # the Z map's `k x c*k` depthwise convolution (module docstring)
+            zs, zp = (self.stride, c * self.stride), (k // 2, c * (k // 2))
             self.igc = Conv(zw, zb, stride=zs, padding=zp, groups=r * g1)  # merged: all r at once
             self.z_convs = nn.ModuleList(  # output m from the plain Z map
                 Conv(

@@ -12,8 +12,9 @@ per shape (measured on a 2-core AVX-512 CPU, PyTorch 2.13; see benchmarks/block_
   kxk convolution is bound by reading its weights; where oneDNN does not run (float64), one
   patch copy plus one GEMM on pre-transposed weights reads them once, where `F.conv2d` would
   re-lay them out per call. The packed oneDNN convolution reads them once too and needs no
-  patch copy: measured inside a VGG-16 forward at batch 1 on CIFAR size, the whole network
-  takes 4.7 ms with it against 6.2 ms with im2col + packed GEMM at 8x8-2x2.
+  patch copy: measured inside a VGG-16 forward at batch 1 on CIFAR size (two interleaved
+  runs), the whole network takes 4.7-5.1 ms with it against 6.0-6.2 ms with im2col + packed
+  GEMM at 8x8-2x2.
 
 Every implementation executes exactly the convolution's multiply-adds (no masking, no padding
 of the contraction): `B*Ho*Wo*N*(C/g)*k*k`.
@@ -35,9 +36,9 @@ from search_space.blocks.inference.folding import (
 )
 from search_space.blocks.inference.kernels import Conv, Gemm, onednn_runs
 
-GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: MKL GEMM on maps up to 28x28
-GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: batched GEMM up to 14x14
-IM2COL_MAX_ROWS = 8 * 8  # kxk: patch matrix + GEMM up to 64 pixels in the batch
+GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: `kernels.Gemm` on maps up to 28x28
+GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: grouped `kernels.Gemm` up to 14x14
+IM2COL_MAX_ROWS = 8 * 8  # kxk, no oneDNN: patch matrix + GEMM up to 64 pixels in the batch
 
 
 def im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:

@@ -20,7 +20,7 @@ Three implementations, by shape:
 - `im2col` (up to 16 pixels in the batch, e.g. VGG's 4x4 and 2x2 maps at batch 1, where the
   layer is bound by reading its weights): group `j`'s rows
   are `[kxk patch of input group j | its 1x1 window]`, so the whole layer is one grouped GEMM
-  (`gemm.Gemm`: oneDNN with packed weights on large layers) with contraction
+  (`kernels.Gemm`: oneDNN with packed weights on large layers) with contraction
   `M/P*k*k + (M - M/P)` on weights laid out once at fuse time.
 """
 

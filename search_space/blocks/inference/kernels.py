@@ -52,6 +52,7 @@ exactly the convolution's or GEMM's multiply-adds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 from typing import Any
 
@@ -89,14 +90,38 @@ def use_onednn(rows: int, weights: int, dtype: torch.dtype) -> bool:
 
 
 class _Packs(dict[Any, torch.Tensor]):
-    """Packed weights by input shape (row count for a GEMM). oneDNN's opaque tensors cannot be
-    copied or pickled, so a copy of the module starts empty and packs again."""
+    """Packed weights by input shape (row count for a GEMM), at most `PACKS_KEPT`. oneDNN's
+    opaque tensors cannot be copied or pickled, so a copy of the module starts empty and packs
+    again."""
+
+    def get_or_pack(self, key: Any, pack: Callable[[], torch.Tensor]) -> torch.Tensor:
+        packed = self.get(key)
+        if packed is None:
+            if len(self) >= PACKS_KEPT:
+                self.clear()
+            packed = self[key] = pack()
+        return packed
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Packs:
         return _Packs()
 
     def __reduce__(self) -> tuple[type[_Packs], tuple[()]]:
         return _Packs, ()
+
+
+class _Packed(nn.Module):
+    """A kernel with an activation post-op and weights packed per input shape."""
+
+    def __init__(self, act: str):
+        super().__init__()
+        if act not in _POST_OP:
+            raise ValueError(f"unknown activation {act!r}")
+        self.act = act
+        self.packs = _Packs()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _Packed:
+        self.packs = _Packs()  # `.to()`, `.double()`, ...: pack the new weights again
+        return super()._apply(fn, recurse)
 
 
 def _pack(
@@ -114,7 +139,7 @@ def _pack(
     )
 
 
-class Conv(nn.Module):
+class Conv(_Packed):
     """`act(conv2d(x) + bias)` for a channels_last `x`, channels_last out."""
 
     weight: torch.Tensor
@@ -130,31 +155,21 @@ class Conv(nn.Module):
         groups: int,
         act: str = "none",
     ):
-        super().__init__()
-        if act not in _POST_OP:
-            raise ValueError(f"unknown activation {act!r}")
+        super().__init__(act)
         weight = weight.detach().contiguous(memory_format=torch.channels_last)
         self.register_buffer("weight", weight, persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().contiguous(), False)
-        self.stride, self.padding, self.groups, self.act = list(stride), list(padding), groups, act
-        self.packs = _Packs()
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Conv:
-        self.packs = _Packs()
-        return super()._apply(fn, recurse)
+        self.stride, self.padding, self.groups = list(stride), list(padding), groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_channels_last(x)
         if not onednn_runs(x.dtype) or self.weight.dtype != x.dtype or x.numel() == 0:
             y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
             return act_(to_channels_last(y), self.act)
-        shape = tuple(x.shape)
-        packed = self.packs.get(shape)
-        if packed is None:
-            if len(self.packs) >= PACKS_KEPT:
-                self.packs.clear()
-            packed = _pack(self.weight, self.padding, self.stride, self.groups, list(shape))
-            self.packs[shape] = packed
+        shape = list(x.shape)
+        packed = self.packs.get_or_pack(
+            tuple(shape), lambda: _pack(self.weight, self.padding, self.stride, self.groups, shape)
+        )
         attr, scalars = _POST_OP[self.act]
         y = torch.ops.mkldnn._convolution_pointwise(
             x, packed, self.bias, self.padding, self.stride, [1, 1], self.groups, attr, scalars, ""
@@ -162,7 +177,7 @@ class Conv(nn.Module):
         return to_channels_last(y)
 
 
-class Gemm(nn.Module):
+class Gemm(_Packed):
     """`act(a @ W + bias)` for `a` `(P, K)`: with `g` groups, group `j` reads columns
     `[j*K/g, (j+1)*K/g)` of `a` and writes columns `[j*N/g, (j+1)*N/g)` of the contiguous
     `(P, N)` result."""
@@ -173,19 +188,11 @@ class Gemm(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, act: str):
         """`weight`: `(g, K/g, N/g)`, the MKL operand; oneDNN's is laid out from it per row
         count on first use."""
-        super().__init__()
-        if act not in _POST_OP:
-            raise ValueError(f"unknown activation {act!r}")
+        super().__init__(act)
         self.register_buffer("weight", weight.detach().contiguous(), persistent=False)
         self.register_buffer("bias", bias.detach().contiguous(), persistent=False)
-        self.act = act
         self.groups, k_g, n_g = weight.shape
         self.k, self.n = k_g * self.groups, n_g * self.groups
-        self.packs = _Packs()
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Gemm:
-        self.packs = _Packs()  # `.to()`, `.double()`, ...: pack the new weights again
-        return super()._apply(fn, recurse)
 
     def onednn(self, rows: int) -> bool:
         return use_onednn(rows, self.weight.numel(), self.weight.dtype)
@@ -198,9 +205,7 @@ class Gemm(nn.Module):
             return act_(torch.addmm(self.bias, a, self.weight[0]), self.act)
         out = torch.empty(p, self.n, dtype=a.dtype)
         g, n_g = self.groups, self.n // self.groups
-        a_groups = a.view(p, g, self.k // g).transpose(0, 1) if a.is_contiguous() else None
-        if a_groups is None:
-            a_groups = a.reshape(p, g, self.k // g).transpose(0, 1)
+        a_groups = a.reshape(p, g, self.k // g).transpose(0, 1)  # a view: splits the last dim
         torch.bmm(a_groups, self.weight, out=out.view(p, g, n_g).transpose(0, 1))
         return act_(out.add_(self.bias), self.act)
 
@@ -208,14 +213,7 @@ class Gemm(nn.Module):
         p = a.shape[0]
         a = a.contiguous()
         image = a.as_strided((1, self.k, p, 1), (p * self.k, 1, self.k, self.k))
-        packed = self.packs.get(p)
-        if packed is None:
-            if len(self.packs) >= PACKS_KEPT:
-                self.packs.clear()
-            k_g = self.k // self.groups  # (g, K/g, N/g) -> the (N, K/g, 1, 1) convolution weight
-            weight = self.weight.transpose(1, 2).reshape(self.n, k_g, 1, 1)
-            packed = _pack(weight, [0, 0], [1, 1], self.groups, [1, self.k, p, 1])
-            self.packs[p] = packed
+        packed = self.packs.get_or_pack(p, lambda: self._pack(p))
         attr, scalars = _POST_OP[self.act]
         y = torch.ops.mkldnn._convolution_pointwise(
             image, packed, self.bias, [0, 0], [1, 1], [1, 1], self.groups, attr, scalars, ""
@@ -223,6 +221,11 @@ class Gemm(nn.Module):
         if y.is_contiguous(memory_format=torch.channels_last):  # (1, N, P, 1) as (P, N) rows
             return y.as_strided((p, self.n), (self.n, 1), y.storage_offset())
         return y.permute(0, 2, 3, 1).reshape(p, self.n)
+
+    def _pack(self, rows: int) -> torch.Tensor:
+        """The `(g, K/g, N/g)` weights as the `(N, K/g, 1, 1)` convolution weight, packed."""
+        weight = self.weight.transpose(1, 2).reshape(self.n, self.k // self.groups, 1, 1)
+        return _pack(weight, [0, 0], [1, 1], self.groups, [1, self.k, rows, 1])
 
 
 if _ONEDNN:
