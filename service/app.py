@@ -481,11 +481,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s.commit()
         if state.runner is not None:
             state.runner.cancel(study_id)
-        from workers.tune import _close_stale_trials
+        from workers.tune import close_stale_trials
 
         spec = state.spec(row)
         for name in (spec.name, baselines_study_name(spec.name)):
-            _close_stale_trials(state.optuna, name)
+            close_stale_trials(state.optuna, name)
         return study_out(s, row, with_spec=True)
 
     @app.post("/api/studies/{study_id}/resume", response_model=StudyOut, dependencies=[Auth],

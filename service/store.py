@@ -2,16 +2,15 @@
 
 Optuna's storage API builds every trial through the ORM (and `best_trials` deep-copies them):
 seconds per call at a few thousand trials. The service instead reads Optuna's tables with one
-Core query per table (the table definitions
-are Optuna's own, `optuna.storages._rdb.models`), rebuilds `FrozenTrial`s, and hands them to the
-same JSON views and Pareto/hypervolume code the API uses. A snapshot is cached per study and
-reused while a cheap fingerprint of the study's rows is unchanged.
+Core query per table (the table definitions and their meaning come from
+`workers.optuna_compat`, the one module that touches Optuna internals), rebuilds
+`FrozenTrial`s, and hands them to the same JSON views and Pareto/hypervolume code the API uses.
+A snapshot is cached per study and reused while a cheap fingerprint of the study's rows is
+unchanged.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -22,26 +21,16 @@ from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.orm import Session
 
 from service import promotion, views
 from service.db import JobRow
+from workers import optuna_compat as oc
+from workers.optuna_compat import STUDIES, SYSTEM_ATTRS, TRIALS, USER_ATTRS, VALUES
 from workers.study import StudySpec
 from workers.tune import BASELINE_ATTR, baselines_study_name, tally
-
-TRIALS = models.TrialModel.__table__
-VALUES = models.TrialValueModel.__table__
-USER_ATTRS = models.TrialUserAttributeModel.__table__
-SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
-STUDIES = models.StudyModel.__table__
-# Where Optuna keeps a trial's constraint values: one system attribute per constraint,
-# "constraints:NAME" (Optuna 5's `Trial.set_constraint`), or a list under "constraints" (older).
-CONSTRAINTS_KEY = "constraints"
-_INF = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 
 
 def _optuna_study_id(con: sa.Connection, name: str) -> int | None:
@@ -87,21 +76,21 @@ def load_trials(con: sa.Connection, name: str) -> list[FrozenTrial]:
         sa.select(VALUES.c.trial_id, VALUES.c.objective, VALUES.c.value, VALUES.c.value_type)
         .where(VALUES.c.trial_id.in_(ids))
     ):
-        values.setdefault(tid, {})[objective] = _INF.get(getattr(kind, "name", kind), value)
+        values.setdefault(tid, {})[objective] = oc.stored_value(value, kind)
     user: dict[int, dict[str, Any]] = {}
     for tid, key, raw in con.execute(
         sa.select(USER_ATTRS.c.trial_id, USER_ATTRS.c.key, USER_ATTRS.c.value_json)
         .where(USER_ATTRS.c.trial_id.in_(ids))
     ):
-        user.setdefault(tid, {})[key] = json.loads(raw)
+        user.setdefault(tid, {})[key] = oc.decode_attr(raw)
     system: dict[int, dict[str, Any]] = {}
     for tid, key, raw in con.execute(
         sa.select(SYSTEM_ATTRS.c.trial_id, SYSTEM_ATTRS.c.key, SYSTEM_ATTRS.c.value_json)
         .where(SYSTEM_ATTRS.c.trial_id.in_(ids),
-               sa.or_(SYSTEM_ATTRS.c.key == CONSTRAINTS_KEY,
-                      SYSTEM_ATTRS.c.key.startswith(f"{CONSTRAINTS_KEY}:", autoescape=True)))
+               sa.or_(SYSTEM_ATTRS.c.key == oc.CONSTRAINTS_KEY,
+                      SYSTEM_ATTRS.c.key.startswith(f"{oc.CONSTRAINTS_KEY}:", autoescape=True)))
     ):
-        system.setdefault(tid, {})[key] = json.loads(raw)
+        system.setdefault(tid, {})[key] = oc.decode_attr(raw)
     out = []
     for tid, num, state, start, complete in rows:
         vals = values.get(tid)
@@ -128,7 +117,7 @@ def pareto_front(spec: StudySpec, trials: list[FrozenTrial]) -> list[FrozenTrial
     """Optuna's `best_trials` (feasible trials only), computed on already loaded trials."""
     directions = [StudyDirection.MAXIMIZE if m == "max" else StudyDirection.MINIMIZE
                   for m in spec.modes]
-    return _get_pareto_front_trials_by_trials(trials, directions, consider_constraint=True)
+    return oc.pareto_front(trials, directions)
 
 
 def progress(spec: StudySpec, trials: list[FrozenTrial], front: list[FrozenTrial],

@@ -9,10 +9,10 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from service.db import JobRow
+from workers import optuna_compat
 from workers.study import StudySpec
 from workers.tune import (
     ARCH_ATTR,
@@ -144,7 +144,7 @@ def hypervolume(spec: StudySpec, front: list[FrozenTrial],
         return None
     losses, ref = _normalised(spec, front, _feasible_done(trials) or front)
     losses = np.minimum(losses, ref)
-    return float(optuna._hypervolume.compute_hypervolume(losses, ref))
+    return float(optuna_compat.hypervolume(losses, ref))
 
 
 def hypervolume_history(spec: StudySpec, trials: list[FrozenTrial]) -> list[dict[str, Any]]:
@@ -160,7 +160,7 @@ def hypervolume_history(spec: StudySpec, trials: list[FrozenTrial]) -> list[dict
         if not dominated:
             keep = ~np.all(loss <= front, axis=1)
             front = np.vstack([front[keep], loss])
-        hv = float(optuna._hypervolume.compute_hypervolume(front, ref, assume_pareto=True))
+        hv = float(optuna_compat.hypervolume(front, ref, assume_pareto=True))
         points.append({"trial": t.number, "hypervolume": hv})
     return points
 

@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-from optuna.study._multi_objective import _fast_non_domination_rank
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from workers.optuna_compat import non_domination_rank
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -182,7 +183,7 @@ class _MORung:
         n = len(self.recorded)
         if n < self._reduction_factor:
             return True
-        layers = _fast_non_domination_rank(np.stack(list(self.recorded.values())))
+        layers = non_domination_rank(np.stack(list(self.recorded.values())))
         own = layers[list(self.recorded).index(trial_id)]
         return int(np.count_nonzero(layers < own)) < math.ceil(n / self._reduction_factor)
 

@@ -18,11 +18,16 @@ Tune schedules proxy training, Optuna's RDB storage keeps every trial (issue 4).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import math
 import os
+import pickle
 import sqlite3
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,10 +36,10 @@ from typing import Any
 
 import optuna
 import ray
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from objectives import CostReport, cost_report
 from objectives.budget import Verdict
@@ -84,17 +89,51 @@ def absolute_db_url(url: str) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for `url`, creating its tables if needed.
+
+    Several processes may open a new database at once (the service, a study's driver, its Ray
+    workers, a second `clnas search`). Optuna creates its schema table by table and then inserts
+    its version row, so two creators race ("table ... already exists", a UNIQUE failure on
+    `alembic_version`). SQLite files are created under an exclusive lock on a sibling
+    `.lock` file; for server databases a failed creation is retried (it then finds the tables).
+    """
     url = absolute_db_url(url)
     kwargs: dict[str, Any] = {}
+    lock: Path | None = None
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        # WAL lets readers (progress, the service) run beside the writing workers; it is a
-        # property of the file, so setting it once here holds for every later connection.
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(path, timeout=60) as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        lock = path.with_name(path.name + ".lock")
         kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    for attempt in range(5):
+        try:
+            with _exclusive(lock):
+                if lock is not None:
+                    # WAL lets readers (progress, the service) run beside the writing workers;
+                    # it is a property of the file, so setting it once holds for every
+                    # later connection.
+                    with sqlite3.connect(url[len("sqlite:///"):], timeout=60) as con:
+                        con.execute("PRAGMA journal_mode=WAL")
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
+                sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _exclusive(lock: Path | None) -> Iterator[None]:
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -135,7 +174,7 @@ class DefineByRun:
             "arch": c.arch.to_dict(),
             "cost": c.cost,
             "rejected": c.verdict.reasons,
-            "optuna_trial_id": trial._trial_id,
+            "optuna_trial": trial.number,
         }
 
 
@@ -146,64 +185,118 @@ def rejected_values(spec: StudySpec, cost: dict[str, Any]) -> list[float]:
     return [float(values[m]) for m in spec.metrics]
 
 
-class ClnasSearch(OptunaSearch):
-    """OptunaSearch that rejects over-budget candidates without Ray, stops at `n_trials` sampled
-    candidates, and stores scheduler-stopped trials as PRUNED."""
+class ClnasSearch(Searcher):
+    """Ray Tune's public `Searcher` interface over an Optuna study (ask and tell).
 
-    def __init__(self, spec: StudySpec, storage: optuna.storages.BaseStorage):
-        super().__init__(
-            space=DefineByRun(spec),
-            metric=spec.metrics,
-            mode=list[str](spec.modes),
-            sampler=make_sampler(spec),
-            storage=storage,
-            study_name=spec.name,
-        )
+    It rejects over-budget candidates without Ray, stops at `n_trials` sampled candidates and
+    stores scheduler-stopped trials as PRUNED. Tune pickles the searcher (into the experiment
+    state, at `Tuner(...)` and at every checkpoint), so it holds only plain data: the spec, the
+    storage URL and Tune trial id -> Optuna trial number. The study (storage, engine, pool,
+    locks) is opened lazily on first use, in whichever process the searcher is in, and never
+    pickled.
+    """
+
+    def __init__(self, spec: StudySpec, storage_url: str):
+        super().__init__(metric=list(spec.metrics), mode=list(spec.modes))  # type: ignore[arg-type]
         self._spec = spec
+        self._storage_url = absolute_db_url(storage_url)
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._failed_here = 0
+        self._handles: tuple[optuna.Study, optuna.storages.BaseStorage, DefineByRun] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_handles": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _open(self) -> tuple[optuna.Study, optuna.storages.BaseStorage, DefineByRun]:
+        if self._handles is None:
+            storage = open_storage(self._storage_url)
+            study = optuna.load_study(
+                study_name=self._spec.name, storage=storage, sampler=make_sampler(self._spec)
+            )
+            self._handles = (study, storage, DefineByRun(self._spec))
+        return self._handles
 
     @property
-    def _study(self) -> optuna.Study:
-        assert self._ot_study is not None, "set up in __init__ (metric and mode are given)"
-        return self._ot_study
+    def study(self) -> optuna.Study:
+        return self._open()[0]
 
     def _used(self) -> int:
         counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-        study = self._study
-        return len(study.get_trials(deepcopy=False, states=counted)) + self._failed_here
+        return len(self.study.get_trials(deepcopy=False, states=counted)) + self._failed_here
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        study, _, define = self._open()
         while True:
             if self._used() >= self._spec.search.n_trials:
                 return Searcher.FINISHED  # type: ignore[return-value]
-            config = super().suggest(trial_id)
-            if config is None or not config["rejected"]:
+            trial = study.ask()
+            try:
+                config = define(trial)
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            if not config["rejected"]:
+                self._numbers[trial_id] = trial.number
                 return config
-            ot_trial = self._ot_trials.pop(trial_id)
-            self._study.tell(ot_trial, rejected_values(self._spec, config["cost"]))
+            study.tell(trial, rejected_values(self._spec, config["cost"]))
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        if trial_id in self._completed_trials:
+        number = self._numbers.pop(trial_id, None)
+        if number is None:  # told already (or never ours)
             return
+        study, storage, _ = self._open()
         if error:
             self._failed_here += 1
-        epoch = (result or {}).get("epoch", 0)
-        if result and not error and epoch < self._spec.proxy.epochs:
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(PRUNED_AT_ATTR, epoch)
-            self._study.tell(ot_trial, state=TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+            study.tell(number, state=TrialState.FAIL)
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        epoch = (result or {}).get("epoch", 0)
+        values = [(result or {}).get(m) for m in self._spec.metrics]
+        if not result or epoch < self._spec.proxy.epochs or None in values:
+            # stopped by the scheduler: its partial accuracy is not comparable, keep its epoch
+            set_trial_user_attr(storage, study.study_name, number, PRUNED_AT_ATTR, epoch)
+            study.tell(number, state=TrialState.PRUNED)
+            return
+        floats = [float(v) for v in values]  # type: ignore[arg-type]
+        if any(math.isnan(v) for v in floats):
+            logging.getLogger(__name__).warning(
+                "trial %d reported NaN %s; stored as FAIL", number, self._spec.metrics)
+            study.tell(number, state=TrialState.FAIL)
+            return
+        study.tell(number, floats)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+
+
+def trial_id_of(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's id of trial `number` of `study_name` (public storage API: trial numbers
+    are what studies and users see, ids are what the storage's write methods take)."""
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def set_trial_user_attr(storage: optuna.storages.BaseStorage, study_name: str, number: int,
+                        key: str, value: Any) -> None:
+    """`Trial.set_user_attr` for a trial known by its number."""
+    storage.set_trial_user_attr(trial_id_of(storage, study_name, number), key, value)
 
 
 def _trainable(config: dict[str, Any], spec_json: str, storage_url: str) -> None:
     """One Tune trial: proxy-train a feasible candidate, keeping its curve in the storage."""
     spec = StudySpec.model_validate_json(spec_json)
     storage = open_storage(storage_url)
-    _train_and_report(spec, config["arch"], config["cost"], storage, config["optuna_trial_id"])
+    trial_id = trial_id_of(storage, spec.name, config["optuna_trial"])
+    _train_and_report(spec, config["arch"], config["cost"], storage, trial_id)
 
 
 def _train_and_report(
@@ -249,7 +342,8 @@ def _baseline_trainable(config: dict[str, Any], spec_json: str, storage_url: str
     trial.set_user_attr(ARCH_ATTR, arch.to_dict())
     trial.set_user_attr(COST_ATTR, cost)
     try:
-        last = _train_and_report(spec, arch.to_dict(), cost, storage, trial._trial_id)
+        last = _train_and_report(spec, arch.to_dict(), cost, storage,
+                                 trial_id_of(storage, study.study_name, trial.number))
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -331,10 +425,11 @@ def study_progress(storage: optuna.storages.BaseStorage, spec: StudySpec) -> Stu
     return p
 
 
-def _close_stale_trials(storage: optuna.storages.BaseStorage, name: str) -> None:
+def close_stale_trials(storage: optuna.storages.BaseStorage, name: str) -> None:
+    """Mark the trials a killed run left RUNNING or WAITING as FAIL (resume, cancel)."""
     for t in _trials(storage, name):
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id_of(storage, name, t.number), TrialState.FAIL)
 
 
 def _comparable(spec_doc: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +450,11 @@ def prepare_studies(storage: optuna.storages.BaseStorage, spec: StudySpec) -> No
         study = optuna.create_study(
             study_name=name, storage=storage, directions=directions, load_if_exists=True
         )
+        if study.metric_names != list(spec.metrics):
+            # optuna-dashboard and the `optuna` CLI show these instead of "Objective 0"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(spec.metrics))
         stored = study.user_attrs.get(SPEC_ATTR)
         if stored is None:
             study.set_user_attr(SPEC_ATTR, doc)
@@ -366,7 +466,7 @@ def prepare_studies(storage: optuna.storages.BaseStorage, spec: StudySpec) -> No
             )
         else:
             study.set_user_attr(SPEC_ATTR, doc)
-        _close_stale_trials(storage, name)
+        close_stale_trials(storage, name)
 
 
 @contextmanager
@@ -498,7 +598,7 @@ def _run_search(
     tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ClnasSearch(spec, storage),
+            search_alg=ClnasSearch(spec, storage_url),
             scheduler=scheduler,
             num_samples=-1,  # the searcher says FINISHED at n_trials sampled candidates
             max_concurrent_trials=spec.search.max_concurrent,
