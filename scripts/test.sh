@@ -3,7 +3,7 @@
 # linters and the whole suite (slow tier included). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-venv.sh test
+scripts/setup-venv.sh
 # The dashboard's browser tests drive Debian's chromium through Playwright (Playwright's own
 # browser download is not used); install it on a bare machine.
 if ! command -v chromium >/dev/null 2>&1; then
