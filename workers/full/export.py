@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from search_space import Arch, build_model, load_arch
+from search_space import Arch, build_model, load_arch, torch_compat
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ ONNX_OPSET = 18
 
 # The exporter warns on every call that torchvision's detection ops are not registered: clnas
 # has no torchvision and no such ops.
-_EXPORTER_REGISTRY_LOG = "torch.onnx._internal.exporter._registration"
+_EXPORTER_REGISTRY_LOG = torch_compat.EXPORTER_REGISTRY_LOGGER
 
 
 class ExportError(RuntimeError):

@@ -61,15 +61,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
+from search_space import torch_compat
 from search_space.blocks.inference.folding import act_, to_channels_last
 
 # (fewest rows, least K*N/g weights): the first row that applies decides
 ONEDNN_MIN_WEIGHTS = ((196, 2**16), (49, 2**17), (2, 2**18), (1, 2**19))
 PACKS_KEPT = 8  # packed weights are kept for this many input shapes per layer
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, "_convolution_pointwise"
-)
+_ONEDNN = torch_compat.ONEDNN
 # oneDNN post-ops for the activations of `folding.act_`: (name, scalars)
 _POST_OP: dict[str, tuple[str, list[float | None]]] = {
     "none": ("none", [None]),
@@ -127,16 +126,8 @@ class _Packed(nn.Module):
 def _pack(
     weight: torch.Tensor, padding: list[int], stride: list[int], groups: int, shape: list[int]
 ) -> torch.Tensor:
-    """`weight` laid out by oneDNN for an input of `shape` (ATen's signature ends with
-    `input_size`; the type stub omits it)."""
-    return torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
-        weight.contiguous(memory_format=torch.channels_last).to_mkldnn(),
-        padding,
-        stride,
-        [1, 1],
-        groups,
-        shape,
-    )
+    """`weight` laid out by oneDNN for an input of `shape`."""
+    return torch_compat.reorder_conv2d_weight(weight, padding, stride, groups, shape)
 
 
 class Conv(_Packed):
@@ -171,8 +162,8 @@ class Conv(_Packed):
             tuple(shape), lambda: _pack(self.weight, self.padding, self.stride, self.groups, shape)
         )
         attr, scalars = _POST_OP[self.act]
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x, packed, self.bias, self.padding, self.stride, [1, 1], self.groups, attr, scalars, ""
+        y = torch_compat.convolution_pointwise(
+            x, packed, self.bias, self.padding, self.stride, self.groups, attr, scalars
         )
         return to_channels_last(y)
 
@@ -215,8 +206,8 @@ class Gemm(_Packed):
         image = a.as_strided((1, self.k, p, 1), (p * self.k, 1, self.k, self.k))
         packed = self.packs.get_or_pack(p, lambda: self._pack(p))
         attr, scalars = _POST_OP[self.act]
-        y = torch.ops.mkldnn._convolution_pointwise(
-            image, packed, self.bias, [0, 0], [1, 1], [1, 1], self.groups, attr, scalars, ""
+        y = torch_compat.convolution_pointwise(
+            image, packed, self.bias, [0, 0], [1, 1], self.groups, attr, scalars
         )
         if y.is_contiguous(memory_format=torch.channels_last):  # (1, N, P, 1) as (P, N) rows
             return y.as_strided((p, self.n), (self.n, 1), y.storage_offset())
@@ -230,7 +221,7 @@ class Gemm(_Packed):
 
 if _ONEDNN:
 
-    @register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
+    @register_flop_formula(torch_compat.CONVOLUTION_POINTWISE)
     def _convolution_pointwise_flops(
         x_shape: torch.Size, w_shape: torch.Size, *args: Any, out_shape: torch.Size, **kwargs: Any
     ) -> int:
