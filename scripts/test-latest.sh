@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The upgrade check we run before users do: a separate virtualenv (.venv-latest) with the
 # newest versions pyproject.toml's ranges allow (no lock), then the test suite against them.
-# Prints the versions it resolved. Extra arguments go to pytest (default: every test but the
-# browser tier, which does not depend on these libraries; `-m "not slow"` for a quick tier).
+# Prints the versions it resolved. Extra arguments go to pytest (default: the quick tier, every
+# test but the slow, browser and gpu ones; docs/development.md).
 #
 # torch stays at the CPU build (TORCH_VERSION, default 2.13.0): a newer torch from PyPI is a
 # multi-gigabyte CUDA build. Set TORCH_VERSION to check a newer release where one is at hand.
@@ -20,5 +20,5 @@ echo "== resolved (newest allowed):"
 "$venv/bin/python" -m pip list --format=freeze 2>/dev/null \
   | grep -iE '^(torch|optuna|optuna-dashboard|ray|sqlalchemy|alembic|fastapi|starlette|pydantic|onnx|onnxruntime|onnxscript|numpy|uvicorn|schemathesis|playwright)==' \
   | tee "$venv/resolved.txt"
-if [ "$#" -eq 0 ]; then set -- -m "not browser"; fi
+if [ "$#" -eq 0 ]; then set -- -m "not slow and not browser and not gpu"; fi
 "$venv/bin/python" -m pytest "$@"
