@@ -68,6 +68,16 @@ def seed_baseline(url: str, spec: StudySpec, zoo_name: str, accuracy: float) -> 
     study.tell(trial, [accuracy, report.madds])
 
 
+def feasible_trial(study: optuna.Study, spec: StudySpec,
+                   define: DefineByRun) -> tuple[optuna.Trial, dict[str, Any]]:
+    """The next candidate within budget; rejected ones are told as a run tells them."""
+    trial = study.ask()
+    while (config := define(trial))["rejected"]:
+        study.tell(trial, rejected_values(spec, config["cost"]))
+        trial = study.ask()
+    return trial, config
+
+
 def seed_accuracies(url: str, doc: dict[str, Any], accuracies: list[float]) -> None:
     """Feasible candidates completed with the given proxy accuracies."""
     spec = parse_study(doc)
@@ -77,10 +87,7 @@ def seed_accuracies(url: str, doc: dict[str, Any], accuracies: list[float]) -> N
                               sampler=optuna.samplers.RandomSampler(seed=7))
     define = DefineByRun(spec)
     for acc in accuracies:
-        trial = study.ask()
-        while (config := define(trial))["rejected"]:
-            study.tell(trial, rejected_values(spec, config["cost"]))
-            trial = study.ask()
+        trial, config = feasible_trial(study, spec, define)
         trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": acc, "synthetic": True}])
         study.tell(trial, [acc, config["cost"]["madds"]])
 
@@ -99,10 +106,7 @@ def seed_unfinished(url: str, doc: dict[str, Any], states: list[TrialState]) -> 
                               sampler=optuna.samplers.RandomSampler(seed=99))
     define = DefineByRun(spec)
     for state in states:
-        trial = study.ask()
-        while (config := define(trial))["rejected"]:  # told as a run tells them; next
-            study.tell(trial, rejected_values(spec, config["cost"]))
-            trial = study.ask()
+        trial, _ = feasible_trial(study, spec, define)
         trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": 0.1, "synthetic": True}])
         if state == TrialState.PRUNED:
             trial.set_user_attr(PRUNED_AT_ATTR, 1)
