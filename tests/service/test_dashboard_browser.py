@@ -1,12 +1,15 @@
 """The dashboard in real headless Chromium (Debian's `chromium`, driven by Playwright): seeded
 studies served by the real app; counts come from the page's `window.clnas` state and from the
-traces Plotly holds, never from the canvas. Writes docs/screenshots/*.png.
+traces Plotly holds, never from the canvas. Screenshots go to each test's tmp_path, or to
+$CLNAS_SCREENSHOTS when set (`CLNAS_SCREENSHOTS=docs/screenshots` refreshes the README's).
 
 Chromium missing is a failure, not a skip (scripts/test.sh installs it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,12 +37,13 @@ from workers.tune import (
     PRUNED_AT_ATTR,
     DefineByRun,
     baselines_study_name,
+    open_storage,
+    prepare_studies,
     rejected_values,
 )
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 EXAMPLE = json.loads((ROOT / "examples" / "synthetic_small.json").read_text())
 CLNAS = str(Path(sys.executable).with_name("clnas"))
 TOKEN = "dashboard-test-token"
@@ -64,6 +68,37 @@ def seed_baseline(url: str, spec: StudySpec, zoo_name: str, accuracy: float) -> 
     study.tell(trial, [accuracy, report.madds])
 
 
+def feasible_trial(study: optuna.Study, spec: StudySpec,
+                   define: DefineByRun) -> tuple[optuna.Trial, dict[str, Any]]:
+    """The next candidate within budget; rejected ones are told as a run tells them."""
+    trial = study.ask()
+    while (config := define(trial))["rejected"]:
+        study.tell(trial, rejected_values(spec, config["cost"]))
+        trial = study.ask()
+    return trial, config
+
+
+def seed_accuracies(url: str, doc: dict[str, Any], accuracies: list[float]) -> None:
+    """Feasible candidates completed with the given proxy accuracies."""
+    spec = parse_study(doc)
+    storage = open_storage(url)
+    prepare_studies(storage, spec)
+    study = optuna.load_study(study_name=spec.name, storage=storage,
+                              sampler=optuna.samplers.RandomSampler(seed=7))
+    define = DefineByRun(spec)
+    for acc in accuracies:
+        trial, config = feasible_trial(study, spec, define)
+        trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": acc, "synthetic": True}])
+        study.tell(trial, [acc, config["cost"]["madds"]])
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    """Never into the tracked docs/screenshots unless asked through $CLNAS_SCREENSHOTS."""
+    folder = Path(os.environ.get("CLNAS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
 def seed_unfinished(url: str, doc: dict[str, Any], states: list[TrialState]) -> None:
     """Feasible candidates that were pruned, failed or are still running, as a run leaves them."""
     spec = parse_study(doc)
@@ -71,10 +106,7 @@ def seed_unfinished(url: str, doc: dict[str, Any], states: list[TrialState]) -> 
                               sampler=optuna.samplers.RandomSampler(seed=99))
     define = DefineByRun(spec)
     for state in states:
-        trial = study.ask()
-        while (config := define(trial))["rejected"]:  # told as a run tells them; next
-            study.tell(trial, rejected_values(spec, config["cost"]))
-            trial = study.ask()
+        trial, _ = feasible_trial(study, spec, define)
         trial.set_user_attr(CURVE_ATTR, [{"epoch": 1, "val_top1": 0.1, "synthetic": True}])
         if state == TrialState.PRUNED:
             trial.set_user_attr(PRUNED_AT_ATTR, 1)
@@ -206,8 +238,7 @@ def test_click_front_point_and_download_a_valid_arch(page: Page, site: Site, see
     assert shown in front  # a neighbouring front point may sit under the cursor
     assert page.locator("#trial-detail table.arch tbody tr").count() >= 1
     page.wait_for_selector("#trial-detail .curve .main-svg")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "study.png"), full_page=True)
+    screenshot(page, tmp_path, "study.png")
 
     with page.expect_download() as download:
         page.click("#download-json")
@@ -225,6 +256,25 @@ def test_click_front_point_and_download_a_valid_arch(page: Page, site: Site, see
     assert bundle["format"] == "clnas.bundle/1" and len(bundle["archs"]) == len(front)
 
 
+def test_accuracy_axis_keeps_two_significant_digits(page: Page, site: Site) -> None:
+    """Proxy accuracies of about 1% (synthetic data, short runs): the y ticks must stay
+    distinct and carry two significant digits ("0.40%", "1.2%"), not "1%, 1%, 0%"."""
+    doc = _doc("dashboard-small-accuracies", 12)
+    sid = site.submit(doc, 0)
+    seed_accuracies(site.db_url, doc, [0.002 + 0.001 * i for i in range(12)])  # 0.2%-1.3%
+    open_study(page, site, sid)
+    labels: list[str] = page.evaluate(
+        "[...document.querySelectorAll('#scatter .ytick text')].map((t) => t.textContent)")
+    assert len(labels) >= 3, labels
+    assert len(set(labels)) == len(labels), labels
+    for label in labels:
+        digits = re.fullmatch(r"(\d+(?:\.\d+)?)%", label)
+        assert digits is not None, labels
+        if float(digits[1]) != 0:
+            significant = digits[1].replace(".", "").lstrip("0")
+            assert len(significant) == 2, labels
+
+
 def test_running_study_gains_points_without_reload(page: Page, site: Site) -> None:
     doc = _doc("dashboard-live", 30)
     sid = site.submit(doc, 6, status="running")
@@ -239,7 +289,7 @@ def test_running_study_gains_points_without_reload(page: Page, site: Site) -> No
     assert page.locator("#study-header .stats").get_attribute("data-trials") == "15"
 
 
-def test_studies_list(page: Page, site: Site, seeded: int) -> None:
+def test_studies_list(page: Page, site: Site, seeded: int, tmp_path: Path) -> None:
     """Runs after the tests that add studies, so the screenshot shows more than one."""
     page.goto(site.base + "/")
     page.wait_for_function("window.clnas && window.clnas.rendered === 'studies'")
@@ -248,8 +298,7 @@ def test_studies_list(page: Page, site: Site, seeded: int) -> None:
     row = page.locator(f'#studies tr[data-study="{seeded}"]')
     assert "dashboard-seeded" in row.inner_text() and "synthetic" in row.inner_text().lower()
     assert "/ 90" in row.inner_text()  # progress: done / budget
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "studies.png"), full_page=True)
+    screenshot(page, tmp_path, "studies.png")
 
 
 def test_promoted_trials_and_kendall_tau_render_when_present(page: Page, site: Site,

@@ -9,6 +9,9 @@ export function count(n) {
   return String(n);
 }
 
+// Accuracy axes: d3 "p" with two significant digits ("0.40%", "1.2%", "35%"); ".0%" printed
+// proxy accuracies of a few percent as "1%, 1%, 1%, 0%, 0%".
+export const ACCURACY_TICKS = ".2p";
 export const pct = (x) => (x == null ? "–" : `${(100 * x).toFixed(2)}%`);
 export const fixed = (x, digits = 3) => (x == null ? "–" : Number(x).toFixed(digits));
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");

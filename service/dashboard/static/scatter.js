@@ -1,6 +1,6 @@
 // The accuracy-vs-cost scatter: one WebGL trace per trial category (thousands of points stay
 // fast), the Pareto front as a step line, baselines as labelled stars, promoted trials ringed.
-import { accuracy, category, hoverText } from "./format.js";
+import { ACCURACY_TICKS, accuracy, category, hoverText } from "./format.js";
 
 const CATEGORIES = [
   // name, legend label, marker
@@ -117,7 +117,7 @@ export async function drawScatter(el, state, { x, log, showRejected }) {
   const layout = {
     margin: { l: 60, r: 10, t: 10, b: 50 },
     xaxis: { title: { text: axis.title }, type: log ? "log" : "linear" },
-    yaxis: { title: { text: "proxy accuracy (val top-1)" }, tickformat: ".0%" },
+    yaxis: { title: { text: "proxy accuracy (val top-1)" }, tickformat: ACCURACY_TICKS },
     legend: { orientation: "h", y: -0.18 },
     hovermode: "closest",
     uirevision: `${state.id}-${x}-${log}`, // keep the user's zoom across live updates

@@ -1,7 +1,7 @@
 // The trial detail: metrics, the architecture per stage with its cost and CRF fractions (from
 // POST /api/cost), the per-epoch curve and the downloads.
 import { api } from "./api.js";
-import { count, escape, fixed, pct, techniques } from "./format.js";
+import { ACCURACY_TICKS, count, escape, fixed, pct, techniques } from "./format.js";
 
 let shown = 0; // the latest request wins when points are clicked in quick succession
 
@@ -20,7 +20,7 @@ export async function showTrial(el, state, trial) {
     await Plotly.react(el.querySelector(".curve"), curveTraces(curve), {
       margin: { l: 50, r: 50, t: 10, b: 40 },
       xaxis: { title: { text: "epoch" }, dtick: 1 },
-      yaxis: { title: { text: "val top-1" }, tickformat: ".0%", range: [0, 1] },
+      yaxis: { title: { text: "val top-1" }, tickformat: ACCURACY_TICKS, range: [0, 1] },
       yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right", showgrid: false },
       legend: { orientation: "h", y: -0.3 },
       height: 220,
