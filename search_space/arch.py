@@ -24,7 +24,28 @@ from search_space.errors import ArchError, format_path
 FORMAT = "clnas.arch/1"
 M = TypeVar("M", bound=BaseModel)
 
-PosInt = Annotated[int, Field(ge=1)]
+# Upper bounds on a document (docs/limits.md#architecture-documents). Each sits far above the
+# largest value in the zoo (in brackets) and keeps analysing any accepted document cheap: the
+# structural walk and the cost model visit every block, and the CRF analysis (objectives.cdg)
+# holds a boolean matrix of a block's widest layer pair, so widths bound its memory.
+MAX_CHANNELS = 4096  # channels of any layer: stage, stem, mid, bottleneck, head [1920]
+MAX_IN_CHANNELS = 64  # channels of the input image [3]
+MAX_EXPAND = 16  # expansion ratio of mbconv / ant / eant [6]
+MAX_HIDDEN = 4096  # expanded channels inside a block, expand x input channels [1920]
+MAX_REPEAT = 64  # blocks in one stage [8]
+MAX_STAGES = 64  # stages [9]
+MAX_BLOCKS = 256  # blocks in the whole network, sum of repeats [17]
+MAX_CLASSES = 100_000  # num_classes [1000]
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024  # input side in pixels [32 .. 224]
+MAX_HEAD_LAYERS = 8  # hidden FC layers of the head [1]
+MAX_GROUPS = 8  # members of an e-ANT ensemble [3]
+# The CRF analysis builds boolean matrices as wide as a block's widest layer, once per branch:
+# their cells, summed over the distinct blocks, bound its time and memory before it starts
+# [9.7e6 in the zoo (shufflenet_v1_g3_x2); 3.8e7 sampled from the default space].
+MAX_ANALYSIS_CELLS = 2**26
+
+Expand = Annotated[int, Field(ge=1, le=MAX_EXPAND)]
+Width = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 Kernel = Annotated[int, Field(ge=1, le=11)]
 Stride = Literal[1, 2]
 Act = Literal["relu", "relu6"]
@@ -35,7 +56,7 @@ class _Strict(BaseModel):
 
 
 class Stem(_Strict):
-    out: PosInt
+    out: Width
     kernel: Kernel = 3
     stride: Stride = 2
     act: Act = "relu"
@@ -43,9 +64,9 @@ class Stem(_Strict):
 
 
 class _StageBase(_Strict):
-    out: PosInt
+    out: Width
     stride: Stride = 1
-    repeat: PosInt = 1
+    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     pool: Literal["max"] | None = None
 
 
@@ -57,7 +78,7 @@ class ConvStage(_StageBase):
 
 class HetConvStage(_StageBase):
     block: Literal["hetconv"]
-    part: PosInt | Literal["in"]
+    part: Width | Literal["in"]
     kernel: Kernel = 3
     bias: bool = False
 
@@ -69,64 +90,64 @@ class DwsStage(_StageBase):
 
 class MBConvStage(_StageBase):
     block: Literal["mbconv"]
-    expand: PosInt
+    expand: Expand
     kernel: Kernel = 3
 
 
 class ClcStage(_StageBase):
     block: Literal["clc"]
-    g1: PosInt
-    g2: PosInt
-    mid: PosInt | None = None
+    g1: Width
+    g2: Width
+    mid: Width | None = None
     kernel: Kernel = 3
     interlace: bool = True
 
 
 class AntStage(_StageBase):
     block: Literal["ant"]
-    expand: PosInt
-    se_ratio: PosInt
-    groups: PosInt = 1
+    expand: Expand
+    se_ratio: Width
+    groups: Width = 1
     kernel: Kernel = 3
 
 
 class EAntStage(_StageBase):
     block: Literal["eant"]
-    expand: PosInt
-    se_ratio: PosInt
-    groups: Annotated[list[PosInt], Field(min_length=1, max_length=8)]
+    expand: Expand
+    se_ratio: Width
+    groups: Annotated[list[Width], Field(min_length=1, max_length=MAX_GROUPS)]
     kernel: Kernel = 3
 
 
 class GMStage(_StageBase):
     block: Literal["gm"]
-    groups: PosInt
+    groups: Width
     kernel: Kernel = 3
 
 
 class GCWMStage(_StageBase):
     block: Literal["gcwm"]
-    groups: PosInt
-    cw_kernel: PosInt
+    groups: Width
+    cw_kernel: Width
     kernel: Kernel = 3
 
 
 class DwsCWStage(_StageBase):
     block: Literal["dwscw"]
-    cw_kernel: PosInt
+    cw_kernel: Width
     kernel: Kernel = 3
 
 
 class ShuffleStage(_StageBase):
     block: Literal["shuffle"]
-    groups: PosInt
-    in_groups: PosInt | None = None
+    groups: Width
+    in_groups: Width | None = None
 
 
 class EffNetStage(_StageBase):
     block: Literal["effnet"]
     kernel: Kernel = 3
-    bottleneck: PosInt | None = None
+    bottleneck: Width | None = None
 
 
 Stage = Annotated[
@@ -163,9 +184,9 @@ BLOCK_TYPES: tuple[str, ...] = (
 
 class FCHead(_Strict):
     type: Literal["fc"]
-    conv_out: PosInt | None = None
+    conv_out: Width | None = None
     act: Act = "relu6"
-    hidden: list[PosInt] = Field(default_factory=list)
+    hidden: Annotated[list[Width], Field(max_length=MAX_HEAD_LAYERS)] = Field(default_factory=list)
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
@@ -207,11 +228,11 @@ def conv_out_size(size: int, kernel: int, stride: int) -> int:
 class Arch(_Strict):
     format: Literal["clnas.arch/1"]
     name: Annotated[str, Field(min_length=1, max_length=200)] = "custom"
-    num_classes: PosInt
-    resolution: Annotated[int, Field(ge=8, le=1024)]
-    in_channels: PosInt = 3
+    num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
+    resolution: Annotated[int, Field(ge=MIN_RESOLUTION, le=MAX_RESOLUTION)]
+    in_channels: Annotated[int, Field(ge=1, le=MAX_IN_CHANNELS)] = 3
     stem: Stem | None = None
-    stages: Annotated[list[Stage], Field(min_length=1, max_length=64)]
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=MAX_STAGES)]
     head: Head
     # Free-form record of where the design came from (study, trial, metrics, versions); written
     # by exports, ignored by the builder and the cost model.
@@ -326,10 +347,67 @@ def validate_document(model: type[M], data: Any, what: str) -> M:
 def parse_arch(data: Any) -> Arch:
     """Validate a plain document (dict) into an `Arch`; raise `ArchError` naming every bad path."""
     arch = validate_document(Arch, data, "an arch")
+    problems = list(_bound_problems(arch))  # before any walk: the bounds keep the walk cheap
+    if problems:
+        raise ArchError(problems)
     problems = list(_structural_problems(arch))
     if problems:
         raise ArchError(problems)
     return arch
+
+
+def _block_widths(arch: Arch) -> Iterator[tuple[int, int, int]]:
+    """(stage, input channels, widest layer) of each distinct block, from the stage list alone:
+    a stage's first block and, when it repeats, one of the others (they are all alike)."""
+    cin = arch.stem.out if arch.stem is not None else arch.in_channels
+    for si, stage in enumerate(arch.stages):
+        for block_in in (cin, stage.out)[: min(stage.repeat, 2)]:
+            hidden = block_in * getattr(stage, "expand", 1)
+            mid = getattr(stage, "mid", None) or getattr(stage, "bottleneck", None) or 0
+            yield si, block_in, max(block_in, stage.out, hidden, mid)
+        cin = stage.out
+
+
+def analysis_cells(arch: Arch) -> int:
+    """An upper estimate of the CRF analysis' size: the cells of a square boolean matrix at each
+    distinct block's widest layer, once per e-ANT member; a gcwm block's fused channel-wise conv
+    has a distinct row per channel, so its product grows as widest^3, counted as
+    `1 + widest // 1024` matrices (docs/limits.md#architecture-documents)."""
+    cells = 0
+    for si, _, widest in _block_widths(arch):
+        stage = arch.stages[si]
+        if isinstance(stage, EAntStage):
+            matrices = len(stage.groups)
+        elif isinstance(stage, GCWMStage):
+            matrices = 1 + widest // 1024
+        else:
+            matrices = 1
+        cells += matrices * widest * widest
+    return cells
+
+
+def _bound_problems(arch: Arch) -> Iterator[tuple[str, str]]:
+    """The bounds that span fields (docs/limits.md#architecture-documents); per-field bounds
+    are in the models. Cheap: one step per stage, whatever the repeats."""
+    blocks = sum(stage.repeat for stage in arch.stages)
+    if blocks > MAX_BLOCKS:
+        yield "stages", f"{blocks} blocks in total exceed the limit of {MAX_BLOCKS}"
+    for si, block_in, _ in _block_widths(arch):
+        stage = arch.stages[si]
+        if hasattr(stage, "expand") and block_in * stage.expand > MAX_HIDDEN:
+            yield (
+                f"stages[{si}].expand",
+                f"expand {stage.expand} x {block_in} input channels = {block_in * stage.expand} "
+                f"expanded channels exceed the limit of {MAX_HIDDEN}",
+            )
+            return
+    cells = analysis_cells(arch)
+    if cells > MAX_ANALYSIS_CELLS:
+        yield (
+            "stages",
+            f"analysing this design takes {cells} channel-pair cells, over the limit of "
+            f"{MAX_ANALYSIS_CELLS}; use fewer distinct or narrower stages",
+        )
 
 
 def _divides(g: int, n: int) -> bool:

@@ -22,7 +22,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.trial import TrialState
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +31,28 @@ from search_space import ArchError, load_arch, zoo_names
 from search_space.arch import parse_arch
 from search_space.spaces import load_space, space_names
 from service import promotion, views
+from service.api.limits import AnalysisSlots, BodyLimit
+from service.api.schemas import (
+    BaselinesOut,
+    CostIn,
+    CostOut,
+    FrontOut,
+    HealthOut,
+    HvOut,
+    HvPoint,
+    JobList,
+    JobOut,
+    KendallOut,
+    Progress,
+    PromoteIn,
+    SpaceOut,
+    StateName,
+    StudyList,
+    StudyOut,
+    TrialList,
+    TrialOut,
+    ZooOut,
+)
 from service.db import (
     ACTIVE,
     JobRow,
@@ -58,204 +79,6 @@ Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="study id")]
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="job id")]
 Number = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-StateName = Literal["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
-
-
-# -- response models (what /openapi.json promises) ------------------------------------------
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Progress(_Out):
-    n_trials: int
-    sampled: int
-    finished: int
-    rejected: int
-    running: int
-    completed: int
-    pruned: int
-    failed: int
-    front_size: int
-    baselines_done: int
-    baselines_total: int
-    rejected_by_reason: dict[str, int]
-
-
-class KendallOut(_Out):
-    tau: float
-    n: int
-
-
-class StudyOut(_Out):
-    id: int
-    name: str
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-    dataset: str
-    synthetic: bool
-    space: str
-    objectives: list[str]
-    metrics: list[str]
-    directions: list[Literal["min", "max"]]
-    n_trials: int
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: str | None
-    progress: Progress
-    hypervolume: float | None
-    kendall_tau: KendallOut | None = None
-    spec: dict[str, Any] | None = None
-
-
-class StudyList(_Out):
-    items: list[StudyOut]
-    total: int
-    offset: int
-    limit: int
-
-
-class Reason(_Out):
-    constraint: str
-    value: float
-    limit: float
-    message: str
-
-
-class FullOut(_Out):
-    """A trial's latest promoted full training."""
-
-    job_id: int
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-    recipe: str
-    epochs: int
-    top1: float | None
-    top5: float | None
-
-
-class TrialOut(_Out):
-    number: int
-    state: StateName
-    rejected: bool
-    reasons: list[Reason]
-    values: dict[str, float] | None
-    cost: dict[str, Any] | None
-    stages: list[dict[str, Any]]
-    pruned_at_epoch: int | None
-    baseline: str | None
-    on_front: bool
-    epochs_done: int
-    started_at: str | None
-    finished_at: str | None
-    full: FullOut | None = None
-    arch: dict[str, Any] | None = None
-    curve: list[dict[str, Any]] | None = None
-
-
-class TrialList(_Out):
-    items: list[TrialOut]
-    total: int
-    offset: int
-    limit: int
-
-
-class FrontOut(_Out):
-    metrics: list[str]
-    directions: list[Literal["min", "max"]]
-    trials: list[TrialOut]
-
-
-class BaselinesOut(_Out):
-    items: list[TrialOut]
-
-
-class HvPoint(_Out):
-    trial: int
-    hypervolume: float
-
-
-class HvOut(_Out):
-    points: list[HvPoint]
-
-
-class CostIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    arch: dict[str, Any]
-    resolution: Annotated[int, Field(ge=8, le=1024)] | None = None
-    num_classes: Annotated[int, Field(ge=1, le=100_000)] | None = None
-
-
-class PromoteIn(BaseModel):
-    """Full training of one trial's design (SPEC §6); unset values come from the recipe."""
-
-    model_config = ConfigDict(extra="forbid")
-    recipe: Literal["clcnet", "mobilenet_v2", "antnet"] = "clcnet"
-    data_dir: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
-        default=None, description="ImageNet folders (train/, val/); default: the service's "
-        "data dir's imagenet/ (or the data dir itself)")
-    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    workers: Annotated[int, Field(ge=1, le=1024)] = 1
-    gpus_per_worker: Annotated[float, Field(ge=0, le=64)] = 0.0
-    cpus_per_worker: Annotated[int, Field(ge=1, le=1024)] = 1
-    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    image_size: Annotated[int, Field(ge=16, le=1024)] | None = None
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-
-
-class JobProgress(_Out):
-    epoch: int  # epochs finished
-    epochs: int
-    step: int | None = None  # within the epoch under way
-    steps: int | None = None
-
-
-class JobOut(_Out):
-    id: int
-    kind: Literal["search", "train"]
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
-    study_id: int | None
-    trial_number: int | None
-    spec: dict[str, Any]
-    progress: JobProgress | None
-    curve: list[dict[str, Any]]
-    result: dict[str, Any] | None
-    error: str | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-
-
-class JobList(_Out):
-    items: list[JobOut]
-    total: int
-    offset: int
-    limit: int
-
-
-class ZooOut(_Out):
-    name: str
-    madds: int
-    params: int
-    fcrf: bool | None
-    num_classes: int
-    resolution: int
-    blocks: list[str]
-
-
-class SpaceOut(_Out):
-    name: str
-    description: str
-    dataset: str
-    resolution: int
-    num_classes: int
-    blocks: list[str]
-
-
-class HealthOut(_Out):
-    status: Literal["ok"]
-    version: str
-    database: str
-    ray: str
-    studies_running: int
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -270,6 +93,7 @@ class State:
         self.specs: dict[int, StudySpec] = {}
         self.lock = threading.Lock()
         self.zoo: list[dict[str, Any]] | None = None
+        self.analyses = AnalysisSlots(settings.max_analyses)
 
     def spec(self, row: StudyRow) -> StudySpec:
         with self.lock:
@@ -369,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.clnas = state
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(ArchError)
     async def _arch_error(_: Request, exc: ArchError) -> JSONResponse:
@@ -711,19 +536,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         headers=headers)
 
     # -- stateless -------------------------------------------------------------------------
-    @app.post("/api/cost", tags=["tools"])
-    def post_cost(body: CostIn) -> dict[str, Any]:
+    @app.post("/api/cost", response_model=CostOut, tags=["tools"],
+              responses={413: {"description": "the body is over the size limit"},
+                         503: {"description": "too many analyses under way; retry"}})
+    def post_cost(body: CostIn) -> CostOut:
         from objectives import cost_report
 
-        try:
+        try:  # the document's bounds are checked before any analysis (docs/limits.md)
             arch = parse_arch(body.arch)
         except ArchError as exc:
             raise arch_error_422(exc, ["body", "arch"]) from None
-        try:
-            report = cost_report(arch, resolution=body.resolution, num_classes=body.num_classes)
-        except ArchError as exc:  # e.g. a resolution the stages cannot downsample
-            raise arch_error_422(exc, ["body", "resolution"]) from None
-        return report.to_dict()
+        with state.analyses.slot():
+            try:
+                report = cost_report(arch, resolution=body.resolution,
+                                     num_classes=body.num_classes)
+            except ArchError as exc:  # e.g. a resolution the stages cannot downsample
+                raise arch_error_422(exc, ["body", "resolution"]) from None
+        return CostOut.model_validate(report.to_dict())
 
     @app.get("/api/zoo", response_model=list[ZooOut], tags=["tools"])
     def get_zoo() -> list[ZooOut]:

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+from workers import database
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -118,26 +120,9 @@ def new_token() -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite: WAL (readers beside the writer) and a 60 s busy timeout, set on every
-    connection; foreign keys on. Other databases: a pre-pinged pool."""
-    if url.startswith("sqlite"):
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        # one connection per request (the snapshot reads use the request's), as many as
-        # the threadpool has threads (40): a request never waits behind idle capacity
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
-                               pool_size=10, max_overflow=30)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_con: Any, _record: Any) -> None:
-            cur = dbapi_con.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """The service's engine, configured like Optuna's storage on the same database
+    (`workers.database`: SQLite WAL, busy timeout, foreign keys; a pre-pinged pool elsewhere)."""
+    return database.create_engine(url)
 
 
 def sessions(engine: Engine) -> sessionmaker[Any]:

@@ -24,6 +24,8 @@ class Settings:
     results_dir: str = "ray_results"
     ray_num_cpus: int | None = None  # local head only; None: all cores
     run_studies: bool = True  # False: API only (tests of the API, read-only replicas)
+    max_body_bytes: int = 1 << 20  # larger request bodies get 413 (docs/limits.md#requests)
+    max_analyses: int = 2  # cost analyses at once (docs/limits.md#requests)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import pickle
-import sqlite3
 import threading
 import time
 import warnings
@@ -46,6 +45,7 @@ from objectives.budget import Verdict
 from search_space import Arch, load_arch
 from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
+from workers import database
 from workers.ray_address import ray_address
 from workers.schedulers import make_scheduler
 from workers.study import BASELINES_SUFFIX, StudySpec
@@ -96,25 +96,24 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     its version row, so two creators race ("table ... already exists", a UNIQUE failure on
     `alembic_version`). SQLite files are created under an exclusive lock on a sibling
     `.lock` file; for server databases a failed creation is retried (it then finds the tables).
+    The engine is configured like the service's (`workers.database`): one pool setting, one
+    busy timeout, on one file.
     """
     url = absolute_db_url(url)
-    kwargs: dict[str, Any] = {}
     lock: Path | None = None
-    if url.startswith("sqlite:///") and ":memory:" not in url:
+    if database.is_sqlite_file(url):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = path.with_name(path.name + ".lock")
-        kwargs = {"connect_args": {"timeout": 60}}
     for attempt in range(5):
         try:
             with _exclusive(lock):
-                if lock is not None:
-                    # WAL lets readers (progress, the service) run beside the writing workers;
-                    # it is a property of the file, so setting it once holds for every
-                    # later connection.
-                    with sqlite3.connect(url[len("sqlite:///"):], timeout=60) as con:
-                        con.execute("PRAGMA journal_mode=WAL")
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+                database.prepare(url)  # WAL: readers (progress, the service) beside the workers
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=database.engine_options(url))
+            # the connections that created the tables predate the pragmas: start afresh
+            database.configure(storage.engine).dispose()
+            return storage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
                 sqlalchemy.exc.ProgrammingError):
             if attempt == 4:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import views
+from service.api.schemas import DashboardSnapshot, DashboardStudies, TrialOut
 from service.db import StudyRow
 from service.store import SnapshotCache, Summary
 from workers.study import StudySpec
@@ -63,7 +64,7 @@ def _header(row: StudyRow, spec: StudySpec, summary: Summary) -> dict[str, Any]:
     }
 
 
-@router.get("/studies")
+@router.get("/studies", response_model=DashboardStudies)
 def list_studies(
     request: Request, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -79,7 +80,7 @@ def list_studies(
     return {"items": items, "total": len(rows), "offset": offset, "limit": limit}
 
 
-@router.get("/studies/{study_id}")
+@router.get("/studies/{study_id}", response_model=DashboardSnapshot)
 def study_snapshot(
     request: Request, study_id: Id,
     since: Annotated[int, Query(ge=0, description="only trials numbered >= since")] = 0,
@@ -101,7 +102,7 @@ def study_snapshot(
     }
 
 
-@router.get("/studies/{study_id}/trials/{number}")
+@router.get("/studies/{study_id}/trials/{number}", response_model=TrialOut)
 def trial_detail(request: Request, study_id: Id, number: Number) -> dict[str, Any]:
     """One trial in full (arch and curve), as `GET /api/studies/{id}/trials/{number}`."""
     with request.app.state.clnas.sessions() as s:
