@@ -131,11 +131,11 @@ def hetconv_block(p: BlockPlan) -> Cost:
 
 
 def dws_block(p: BlockPlan) -> Cost:
-    """MobileNetV1 depthwise separable conv (SPEC §1.1)."""
+    """MobileNetV1 depthwise separable conv (docs/design.md §1.1); without the depthwise BN when
+    `dw_bn_act` is false (ChannelNets, docs/design.md §1.4)."""
     s, (_, out_px) = p.spec, _pixels(p)
-    return conv_bn(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin) + conv_bn(
-        p.cin, p.cout, pixels=out_px
-    )
+    dw = conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin)
+    return dw + (bn(p.cin) if s.dw_bn_act else ZERO) + conv_bn(p.cin, p.cout, pixels=out_px)
 
 
 def _inverted_residual(
@@ -182,13 +182,14 @@ def eant_block(p: BlockPlan) -> Cost:
 
 
 def _group_dws_pair(p: BlockPlan) -> Cost:
-    """ChannelNets GM body (SPEC §1.4): dw kxk (stride), GConv 1x1, dw kxk, GConv 1x1."""
+    """ChannelNets GM body (docs/design.md §1.4): dw kxk (stride), GConv 1x1 + BN, dw kxk,
+    GConv 1x1 + BN. The depthwise convs carry no BN (ChannelNets §4.2)."""
     s, (_, out_px) = p.spec, _pixels(p)
     area = s.kernel**2
     return _total(
-        conv_bn(p.cin, p.cin, area=area, pixels=out_px, groups=p.cin),
+        conv(p.cin, p.cin, area=area, pixels=out_px, groups=p.cin),
         conv_bn(p.cin, p.cout, pixels=out_px, groups=s.groups),
-        conv_bn(p.cout, p.cout, area=area, pixels=out_px, groups=p.cout),
+        conv(p.cout, p.cout, area=area, pixels=out_px, groups=p.cout),
         conv_bn(p.cout, p.cout, pixels=out_px, groups=s.groups),
     )
 
@@ -205,11 +206,12 @@ def gcwm_block(p: BlockPlan) -> Cost:
 
 
 def dwscw_block(p: BlockPlan) -> Cost:
-    """ChannelNets DWSCW: weights `k*k*M + dc*kernels` (+ BN), `N/M` kernels when widening."""
+    """ChannelNets DWSCW: weights `k*k*M + dc*kernels` + BN(N), `N/M` kernels when widening;
+    no BN after the depthwise conv (ChannelNets §4.2)."""
     s, (_, out_px) = p.spec, _pixels(p)
     kernels = p.cout // p.cin if p.cout >= p.cin else 1
     return _total(
-        conv_bn(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin),
+        conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin),
         channel_wise(s.cw_kernel, kernels=kernels, out_channels=p.cout, pixels=out_px),
         bn(p.cout),
     )

@@ -65,6 +65,8 @@ class HetConvStage(_StageBase):
 class DwsStage(_StageBase):
     block: Literal["dws"]
     kernel: Kernel = 3
+    # BN + ReLU after the depthwise conv (MobileNetV1); false in ChannelNets (docs/design.md §1.4)
+    dw_bn_act: bool = True
 
 
 class MBConvStage(_StageBase):

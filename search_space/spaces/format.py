@@ -79,6 +79,7 @@ class BlockDims(_Strict):
     groups: Choices[PosInt] | None = None  # ant, eant members, gm, gcwm, shuffle
     width: Choices[Annotated[int, Field(ge=1, le=8)]] | None = None  # eant ensemble width K
     cw_kernel: Choices[PosInt] | None = None  # gcwm, dwscw (dc)
+    dw_bn_act: Choices[bool] = [True]  # dws: BN + ReLU after the depthwise conv (not ChannelNets)
 
 
 # keys each block type needs (beyond kernel) and may use
@@ -102,6 +103,7 @@ _ALLOWED: dict[str, set[str]] = {
 }
 _ALLOWED["clc"] |= {"g1", "crf", "interlace"}
 _ALLOWED["shuffle"] -= {"kernel"}
+_ALLOWED["dws"] |= {"dw_bn_act"}
 
 
 class HeadSpace(_Strict):

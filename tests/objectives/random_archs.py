@@ -45,7 +45,7 @@ def _hetconv(rng: random.Random, cin: int) -> Stage:
 
 
 def _dws(rng: random.Random, cin: int) -> Stage:
-    return {"out": _width(rng), "kernel": _kernel(rng)}
+    return {"out": _width(rng), "kernel": _kernel(rng), "dw_bn_act": rng.random() < 0.5}
 
 
 def _expand(rng: random.Random, cin: int) -> int:
