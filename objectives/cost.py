@@ -232,17 +232,20 @@ def shuffle_block(p: BlockPlan) -> Cost:
 
 
 def effnet_block(p: BlockPlan) -> Cost:
-    """EffNet (SPEC §1.6): 1x1, dw 1xk at the input size, (1x2 pool), dw kx1 (stride), 1x1.
-
-    The separable pool and the kx1 stride both round up, so the kx1 conv outputs `size_out`.
-    """
-    s, (in_px, out_px) = p.spec, _pixels(p)
+    """EffNet (Freeman et al. 2018; docs/design.md §1.6): 1x1, dw 1xk on the input map; when
+    striding, the 2x1 separable pool halves the height *before* the dw kx1, so it runs on
+    `size_out x size_in` pixels (for k = 3: `3*Df^2*M + 3*(Df^2/2)*M` for the two depthwise
+    convs), and the last conv is 2x1 with stride 1x2 (`2*N*M` per output pixel); else 1x1.
+    Pool and stride round up, so every halved side is `size_out`."""
+    s = p.spec
+    in_px, out_px = _pixels(p)
     mid = effnet_bottleneck(s, p.cout)
+    strided = p.stride == 2
     return _total(
         conv_bn(p.cin, mid, pixels=in_px),
         conv_bn(mid, mid, area=s.kernel, pixels=in_px, groups=mid),
-        conv_bn(mid, mid, area=s.kernel, pixels=out_px, groups=mid),
-        conv_bn(mid, p.cout, pixels=out_px),
+        conv_bn(mid, mid, area=s.kernel, pixels=p.size_out * p.size_in, groups=mid),
+        conv_bn(mid, p.cout, area=2 if strided else 1, pixels=out_px),
     )
 
 

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from objectives.cost import cost_report
@@ -189,6 +190,41 @@ def test_channelnet_v1_from_the_formulas() -> None:
     report = cost_report(_zoo("channelnet_v1"))
     assert (report.madds, report.params) == (madds, params)
     assert report.madds == pytest.approx(468.5e6, rel=0.001)  # not the paper's 407M
+
+
+def test_effnet_block_matches_the_papers_formula() -> None:
+    """EffNet (Freeman et al. 2018; docs/design.md §1.6), worked example: Df = 32, M = 32
+    bottleneck channels, k = 3, 16 -> 64 channels, stride 2. The separable pool halves the map
+    before the 3x1 depthwise, so the depthwise part is `3*Df^2*M + 3*(Df^2/2)*M`; the 1x1 runs on
+    the input map and the 2x1 stride-1x2 conv on the `Df/2 x Df/2` output."""
+    df, m, cin, n = 32, 32, 16, 64
+    depthwise = 3 * df**2 * m + 3 * (df**2 // 2) * m
+    assert depthwise == 147_456
+    block_madds = df**2 * cin * m + depthwise + (df // 2) ** 2 * 2 * m * n
+    arch = load_arch(
+        {
+            "format": "clnas.arch/1",
+            "num_classes": 10,
+            "resolution": df,
+            "in_channels": cin,
+            "stages": [{"block": "effnet", "out": n, "stride": 2, "bottleneck": m}],
+            "head": {"type": "fc"},
+        }
+    )
+    row = cost_report(arch).blocks[0]
+    assert (row.size_in, row.size_out) == (df, df // 2)
+    assert row.madds == block_madds
+    assert cost_report(arch).madds == block_madds + n * 10 == fvcore_counts(arch)[0]
+
+    # The depthwise convs of the built block, counted from their outputs: kernel 3, one input
+    # channel per output channel.
+    counted: list[int] = []
+    model = build_model(arch, fast=False).eval()
+    for conv in model.modules():
+        if isinstance(conv, nn.Conv2d) and conv.groups > 1:
+            conv.register_forward_hook(lambda _m, _x, y: counted.append(3 * y.numel()))
+    model(torch.randn(1, cin, df, df))
+    assert sum(counted) == depthwise
 
 
 # VGG-16 for CIFAR: 13 convs with bias, (channels, map side) per layer (HetConv Sec. 4.1).

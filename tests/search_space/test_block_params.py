@@ -298,7 +298,7 @@ CASES = [
         True,
         conv(240, 120, groups=3) + bn(120) + 9 * 120 + bn(120) + conv(120, 240, groups=3) + bn(240),
     ),
-    # effnet: 1x1 to the bottleneck, dw 1xk, dw kx1, 1x1 to out; BN after each
+    # effnet: 1x1 to the bottleneck, dw 1xk, dw kx1, 1x1 to out (2x1 when striding); BN after each
     (
         EffNetStage(block="effnet", out=64),
         32,
@@ -313,7 +313,7 @@ CASES = [
         64,
         2,
         True,
-        conv(32, 16) + bn(16) + 5 * 16 + bn(16) + 5 * 16 + bn(16) + conv(16, 64) + bn(64),
+        conv(32, 16) + bn(16) + 5 * 16 + bn(16) + 5 * 16 + bn(16) + 2 * conv(16, 64) + bn(64),
     ),
 ]
 
