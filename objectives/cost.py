@@ -131,11 +131,11 @@ def hetconv_block(p: BlockPlan) -> Cost:
 
 
 def dws_block(p: BlockPlan) -> Cost:
-    """MobileNetV1 depthwise separable conv (SPEC §1.1)."""
+    """MobileNetV1 depthwise separable conv (docs/design.md §1.1); without the depthwise BN when
+    `dw_bn_act` is false (ChannelNets, docs/design.md §1.4)."""
     s, (_, out_px) = p.spec, _pixels(p)
-    return conv_bn(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin) + conv_bn(
-        p.cin, p.cout, pixels=out_px
-    )
+    dw = conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin)
+    return dw + (bn(p.cin) if s.dw_bn_act else ZERO) + conv_bn(p.cin, p.cout, pixels=out_px)
 
 
 def _inverted_residual(
@@ -182,13 +182,14 @@ def eant_block(p: BlockPlan) -> Cost:
 
 
 def _group_dws_pair(p: BlockPlan) -> Cost:
-    """ChannelNets GM body (SPEC §1.4): dw kxk (stride), GConv 1x1, dw kxk, GConv 1x1."""
+    """ChannelNets GM body (docs/design.md §1.4): dw kxk (stride), GConv 1x1 + BN, dw kxk,
+    GConv 1x1 + BN. The depthwise convs carry no BN (ChannelNets §4.2)."""
     s, (_, out_px) = p.spec, _pixels(p)
     area = s.kernel**2
     return _total(
-        conv_bn(p.cin, p.cin, area=area, pixels=out_px, groups=p.cin),
+        conv(p.cin, p.cin, area=area, pixels=out_px, groups=p.cin),
         conv_bn(p.cin, p.cout, pixels=out_px, groups=s.groups),
-        conv_bn(p.cout, p.cout, area=area, pixels=out_px, groups=p.cout),
+        conv(p.cout, p.cout, area=area, pixels=out_px, groups=p.cout),
         conv_bn(p.cout, p.cout, pixels=out_px, groups=s.groups),
     )
 
@@ -205,11 +206,12 @@ def gcwm_block(p: BlockPlan) -> Cost:
 
 
 def dwscw_block(p: BlockPlan) -> Cost:
-    """ChannelNets DWSCW: weights `k*k*M + dc*kernels` (+ BN), `N/M` kernels when widening."""
+    """ChannelNets DWSCW: weights `k*k*M + dc*kernels` + BN(N), `N/M` kernels when widening;
+    no BN after the depthwise conv (ChannelNets §4.2)."""
     s, (_, out_px) = p.spec, _pixels(p)
     kernels = p.cout // p.cin if p.cout >= p.cin else 1
     return _total(
-        conv_bn(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin),
+        conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin),
         channel_wise(s.cw_kernel, kernels=kernels, out_channels=p.cout, pixels=out_px),
         bn(p.cout),
     )
@@ -230,17 +232,20 @@ def shuffle_block(p: BlockPlan) -> Cost:
 
 
 def effnet_block(p: BlockPlan) -> Cost:
-    """EffNet (SPEC §1.6): 1x1, dw 1xk at the input size, (1x2 pool), dw kx1 (stride), 1x1.
-
-    The separable pool and the kx1 stride both round up, so the kx1 conv outputs `size_out`.
-    """
-    s, (in_px, out_px) = p.spec, _pixels(p)
+    """EffNet (Freeman et al. 2018; docs/design.md §1.6): 1x1, dw 1xk on the input map; when
+    striding, the 2x1 separable pool halves the height *before* the dw kx1, so it runs on
+    `size_out x size_in` pixels (for k = 3: `3*Df^2*M + 3*(Df^2/2)*M` for the two depthwise
+    convs), and the last conv is 2x1 with stride 1x2 (`2*N*M` per output pixel); else 1x1.
+    Pool and stride round up, so every halved side is `size_out`."""
+    s = p.spec
+    in_px, out_px = _pixels(p)
     mid = effnet_bottleneck(s, p.cout)
+    strided = p.stride == 2
     return _total(
         conv_bn(p.cin, mid, pixels=in_px),
         conv_bn(mid, mid, area=s.kernel, pixels=in_px, groups=mid),
-        conv_bn(mid, mid, area=s.kernel, pixels=out_px, groups=mid),
-        conv_bn(mid, p.cout, pixels=out_px),
+        conv_bn(mid, mid, area=s.kernel, pixels=p.size_out * p.size_in, groups=mid),
+        conv_bn(mid, p.cout, area=2 if strided else 1, pixels=out_px),
     )
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import pydantic
 import yaml
@@ -86,6 +86,8 @@ class HetConvStage(_StageBase):
 class DwsStage(_StageBase):
     block: Literal["dws"]
     kernel: Kernel = 3
+    # BN + ReLU after the depthwise conv (MobileNetV1); false in ChannelNets (docs/design.md §1.4)
+    dw_bn_act: bool = True
 
 
 class MBConvStage(_StageBase):
@@ -166,19 +168,11 @@ Stage = Annotated[
     Field(discriminator="block"),
 ]
 
-BLOCK_TYPES: tuple[str, ...] = (
-    "conv",
-    "hetconv",
-    "dws",
-    "mbconv",
-    "clc",
-    "ant",
-    "eant",
-    "gm",
-    "gcwm",
-    "dwscw",
-    "shuffle",
-    "effnet",
+# The stage models and their `block` tags, in union order, derived from `Stage` (the block
+# registry, `search_space/blocks/__init__.py`, pairs each with its module and search dimensions).
+STAGE_MODELS: tuple[type[_StageBase], ...] = get_args(get_args(Stage)[0])
+BLOCK_TYPES: tuple[str, ...] = tuple(
+    str(get_args(m.model_fields["block"].annotation)[0]) for m in STAGE_MODELS
 )
 
 

@@ -152,7 +152,9 @@ def _sample_block_keys(
         keys["kernel"] = ctx.pick(p + "kernel", dims.kernel, dims.kernel)
     if block in ("conv", "hetconv"):
         keys["bias"] = ctx.pick(p + "bias", dims.bias, dims.bias)
-    if block == "hetconv":
+    if block == "dws":
+        keys["dw_bn_act"] = ctx.pick(p + "dw_bn_act", dims.dw_bn_act, dims.dw_bn_act)
+    elif block == "hetconv":
         keys["part"] = ctx.pick(p + "part", dims.part or [], _valid_parts(dims, ctx))
     elif block == "mbconv":
         keys["expand"] = ctx.pick(p + "expand", dims.expand or [], dims.expand or [])

@@ -8,8 +8,6 @@ Checked against torch 2.13.0 (CPU build, oneDNN enabled). What is used, and why:
   the activation as a post-op (the op PyTorch's own CPU fusion passes emit). The fused inference
   kernels (`search_space/blocks/inference/kernels.py`) run on it.
 - `torch._C._nn.mkldnn_reorder_conv2d_weight`: packs a weight for one input shape.
-- the ONNX exporter's registry logger name, to silence one warning it repeats on every export
-  (torchvision's detection ops are not registered; clnas has no torchvision).
 
 When a torch release moves one of these, `contract_problems()` names it and the version, and
 `ONEDNN` turns false so the kernels fall back to `F.conv2d` / MKL instead of crashing.
@@ -17,14 +15,12 @@ When a torch release moves one of these, `contract_problems()` names it and the 
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 CHECKED_VERSIONS = ("2.13.0",)
-EXPORTER_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 
 ONEDNN: bool = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_convolution_pointwise"
@@ -58,9 +54,7 @@ def contract_problems() -> list[str]:
     """What no longer holds in the installed torch, each line naming torch and its version
     (empty when the internals above still behave as this module expects)."""
     where = f"torch {torch.__version__} (clnas checked {', '.join(CHECKED_VERSIONS)})"
-    problems = []
-    if importlib.util.find_spec(EXPORTER_REGISTRY_LOGGER.rsplit(".", 1)[0]) is None:
-        problems.append(f"{where}: the ONNX exporter module {EXPORTER_REGISTRY_LOGGER!r} moved")
+    problems: list[str] = []
     if not torch.backends.mkldnn.is_available():
         return problems  # a build without oneDNN: the kernels use their public fallbacks
     if not ONEDNN:

@@ -112,11 +112,10 @@ def test_torch_adapter_names_library_and_version_when_internals_move(
 
     from search_space import torch_compat
 
-    monkeypatch.setattr(torch_compat, "EXPORTER_REGISTRY_LOGGER", "torch.onnx._gone.registry")
     monkeypatch.setattr(torch_compat, "reorder_conv2d_weight",
                         lambda *a: (_ for _ in ()).throw(RuntimeError("no such op")))
     problems = torch_compat.contract_problems()
-    assert any("torch.onnx._gone" in p for p in problems)
-    if torch.backends.mkldnn.is_available():
-        assert any("packed oneDNN convolution fails: no such op" in p for p in problems)
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("PyTorch built without oneDNN: the adapter's ops are not used")
+    assert problems and any("packed oneDNN convolution fails: no such op" in p for p in problems)
     assert all(p.startswith(f"torch {torch.__version__} (clnas checked 2.13.0)") for p in problems)

@@ -1,7 +1,7 @@
-"""ChannelNets' depthwise separable channel-wise convolution DWSCW (SPEC §1.4): depthwise kxk
-(stride) + BN + ReLU6, then a channel-wise conv (kernel `dc`) in place of the 1x1 conv + BN +
-ReLU6. `M -> N` uses `N/M` kernels when widening or channel stride `M/N` when narrowing, so the
-weights are `k*k*M + dc*kernels`."""
+"""ChannelNets' depthwise separable channel-wise convolution DWSCW (docs/design.md §1.4): depthwise
+kxk (stride, no BN or activation: paper §4.2), then a channel-wise conv (kernel `dc`) in place of
+the 1x1 conv + BN + ReLU6. `M -> N` uses `N/M` kernels when widening or channel stride `M/N` when
+narrowing, so the weights are `k*k*M + dc*kernels`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from search_space.arch import DwsCWStage
-from search_space.blocks.layers import ChannelWiseConv, ConvBNAct, get_act
+from search_space.blocks.layers import ChannelWiseConv, bare_depthwise, get_act
 
 
 def dwscw_kernels_and_stride(cin: int, cout: int) -> tuple[int, int]:
@@ -20,7 +20,7 @@ class DwsCWBlock(nn.Module):
     def __init__(self, spec: DwsCWStage, *, cin: int, cout: int, stride: int, first: bool):
         super().__init__()
         kernels, cw_stride = dwscw_kernels_and_stride(cin, cout)
-        self.dw = ConvBNAct(cin, cin, kernel=spec.kernel, stride=stride, groups=cin, act="relu6")
+        self.dw = bare_depthwise(cin, kernel=spec.kernel, stride=stride)
         self.cw = ChannelWiseConv(
             cin, cw_kernel=spec.cw_kernel, kernels=kernels, cw_stride=cw_stride
         )

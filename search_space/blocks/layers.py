@@ -25,7 +25,12 @@ def get_act(name: str) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """kxk conv (`padding = k // 2`) + BatchNorm + activation (`act="none"` for a linear layer)."""
+    """kxk conv (`padding = k // 2` unless given) + BatchNorm + activation (`act="none"` for a
+    linear layer).
+
+    `bn=False` with `act="none"` is a bare conv (ChannelNets' depthwise convs, docs/design.md
+    §1.4); the disabled parts are `nn.Identity` so the layout is always (conv, bn, act).
+    """
 
     def __init__(
         self,
@@ -37,13 +42,24 @@ class ConvBNAct(nn.Sequential):
         groups: int = 1,
         act: str = "relu",
         bias: bool = False,
+        bn: bool = True,
+        padding: tuple[int, int] | None = None,
     ):
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        pad = padding if padding is not None else (kh // 2, kw // 2)
         super().__init__(
-            nn.Conv2d(cin, cout, (kh, kw), stride, (kh // 2, kw // 2), groups=groups, bias=bias),
-            nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, cout, (kh, kw), stride, pad, groups=groups, bias=bias),
+            nn.BatchNorm2d(cout) if bn else nn.Identity(),
             get_act(act),
         )
+
+
+def bare_depthwise(channels: int, *, kernel: int, stride: int = 1) -> ConvBNAct:
+    """ChannelNets' depthwise conv: no BN and no activation before the 1x1 (or channel-wise)
+    conv that follows it (Gao et al. 2018 §4.2; docs/design.md §1.4)."""
+    return ConvBNAct(
+        channels, channels, kernel=kernel, stride=stride, groups=channels, bn=False, act="none"
+    )
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

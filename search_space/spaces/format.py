@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search_space.arch import BLOCK_TYPES, validate_document
+from search_space.blocks import REGISTRY
 from search_space.errors import ArchError
 
 SPACE_FORMAT = "clnas.space/1"
@@ -79,29 +80,12 @@ class BlockDims(_Strict):
     groups: Choices[PosInt] | None = None  # ant, eant members, gm, gcwm, shuffle
     width: Choices[Annotated[int, Field(ge=1, le=8)]] | None = None  # eant ensemble width K
     cw_kernel: Choices[PosInt] | None = None  # gcwm, dwscw (dc)
+    dw_bn_act: Choices[bool] = [True]  # dws: BN + ReLU after the depthwise conv (not ChannelNets)
 
 
-# keys each block type needs (beyond kernel) and may use
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "conv": (),
-    "hetconv": ("part",),
-    "dws": (),
-    "mbconv": ("expand",),
-    "clc": ("g2",),
-    "ant": ("expand", "se_ratio", "groups"),
-    "eant": ("expand", "se_ratio", "groups", "width"),
-    "gm": ("groups",),
-    "gcwm": ("groups", "cw_kernel"),
-    "dwscw": ("cw_kernel",),
-    "shuffle": ("groups",),
-    "effnet": (),
-}
-_ALLOWED: dict[str, set[str]] = {
-    t: {"kernel", *req} | ({"bias"} if t in ("conv", "hetconv") else set())
-    for t, req in _REQUIRED.items()
-}
-_ALLOWED["clc"] |= {"g1", "crf", "interlace"}
-_ALLOWED["shuffle"] -= {"kernel"}
+# keys each block type needs and may use: from the block registry (docs/design.md §5)
+_REQUIRED: dict[str, frozenset[str]] = {name: t.required for name, t in REGISTRY.items()}
+_ALLOWED: dict[str, frozenset[str]] = {name: t.dims for name, t in REGISTRY.items()}
 
 
 class HeadSpace(_Strict):
@@ -154,7 +138,7 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
             if k in dims.model_fields_set
             and getattr(dims, k) != f.get_default(call_default_factory=True)
         }
-        for key in _REQUIRED[name]:
+        for key in sorted(_REQUIRED[name]):
             if getattr(dims, key) is None:
                 problems.append((f"blocks.{name}.{key}", f"required for block type {name!r}"))
         for key in sorted(set_keys - _ALLOWED[name]):

@@ -4,8 +4,7 @@ Jacobian of the built block, on 200 random small blocks of every type."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -30,170 +29,22 @@ from search_space import BlockPlan, parse_arch, zoo_names
 from search_space.arch import BLOCK_TYPES
 from search_space.blocks import BLOCKS
 from search_space.blocks.layers import ChannelWiseConv, channel_shuffle
-from search_space.errors import ArchError
 from search_space.zoo import zoo_arch
+from tests.objectives.random_archs import random_plan
 
 CASES_PER_TYPE = 200
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-# -- random small blocks (channels <= 32) ------------------------------------------------------
-# Each generator returns (input channels, stage); `parse_arch` rejects the rare invalid draw.
-
-Stage = tuple[int, dict[str, Any]]
-
-
-def _conv(r: random.Random) -> Stage:
-    return r.randint(1, 32), {
-        "out": r.randint(1, 32),
-        "kernel": r.choice([1, 3, 5]),
-        "bias": r.random() < 0.5,
-    }
-
-
-def _hetconv(r: random.Random) -> Stage:
-    parts: list[int | str] = [1, 2, 3, 4, 8, "in"]
-    part = r.choice(parts)
-    p = part if isinstance(part, int) else r.randint(1, 16)
-    cin = p * r.randint(1, 32 // p) if isinstance(part, int) else p  # "in": P = M
-    return cin, {"out": p * r.randint(1, 32 // p), "part": part, "kernel": r.choice([1, 3])}
-
-
-def _dws(r: random.Random) -> Stage:
-    return r.randint(1, 32), {"out": r.randint(1, 32), "kernel": r.choice([3, 5])}
-
-
-def _maybe_same(r: random.Random, cin: int, step: int = 1) -> int:
-    """Half the time `cout == cin` so stride-1 blocks get their identity shortcut."""
-    return cin if r.random() < 0.5 and cin % step == 0 else step * r.randint(1, 32 // step)
-
-
-def _mbconv(r: random.Random) -> Stage:
-    cin = r.randint(1, 12)
-    return cin, {"out": _maybe_same(r, cin), "expand": r.choice([1, 2, 3, 6])}
-
-
-def _clc(r: random.Random) -> Stage:
-    g1 = r.choice([1, 2, 3, 4, 8, 16])
-    cin, mid = g1 * r.randint(1, 32 // g1), g1 * r.randint(1, 32 // g1)
-    g2 = r.choice(_divisors(mid))
-    stage = {
-        "out": g2 * r.randint(1, 32 // g2),
-        "g1": g1,
-        "g2": g2,
-        "interlace": r.random() < 0.7,
-        "kernel": r.choice([1, 3]),
-    }
-    if mid != cin or r.random() < 0.5:
-        stage["mid"] = mid
-    return cin, stage
-
-
-def _ant_like(r: random.Random) -> tuple[int, int, int, dict[str, Any]]:
-    cin, expand = r.randint(1, 12), r.choice([1, 2, 3, 4])
-    cout = _maybe_same(r, cin)
-    return (
-        cin,
-        cout,
-        expand * cin,
-        {"out": cout, "expand": expand, "se_ratio": r.choice([1, 2, 4, 8, 16])},
-    )
-
-
-def _ant(r: random.Random) -> Stage:
-    cin, cout, hidden, stage = _ant_like(r)
-    return cin, {**stage, "groups": r.choice(_divisors(np.gcd(hidden, cout)))}
-
-
-def _eant(r: random.Random) -> Stage:
-    cin, cout, hidden, stage = _ant_like(r)
-    common = _divisors(np.gcd(hidden, cout))
-    return cin, {**stage, "groups": [r.choice(common) for _ in range(r.randint(1, 4))]}
-
-
-def _gm(r: random.Random) -> Stage:
-    g = r.choice([1, 2, 3, 4, 8])
-    cin = g * r.randint(1, 32 // g)
-    return cin, {"out": _maybe_same(r, cin, g), "groups": g, "kernel": r.choice([1, 3])}
-
-
-def _gcwm(r: random.Random) -> Stage:
-    cin, stage = _gm(r)
-    return cin, {**stage, "cw_kernel": r.randint(1, 12)}
-
-
-def _dwscw(r: random.Random) -> Stage:
-    cin = r.randint(1, 32)
-    cout = cin * r.randint(1, 32 // cin) if r.random() < 0.5 else cin // r.choice(_divisors(cin))
-    return cin, {"out": cout, "cw_kernel": r.randint(1, 40)}
-
-
-def _shuffle(r: random.Random) -> Stage:
-    g = r.choice([1, 2, 3, 4])
-    mid = g * r.randint(1, 8 // g)
-    cout = 4 * mid
-    if r.random() < 0.5:
-        return cout, {"out": cout, "groups": g, "stride": 1}
-    cin = cout - g * r.randint(1, (cout - 1) // g) if cout > g else cout
-    stage: dict[str, Any] = {"out": cout, "groups": g, "stride": 2}
-    if r.random() < 0.5:
-        stage["in_groups"] = r.choice(_divisors(np.gcd(cin, mid)))
-    return cin, stage
-
-
-def _effnet(r: random.Random) -> Stage:
-    stage: dict[str, Any] = {"out": r.randint(2, 32), "kernel": r.choice([3, 5])}
-    if r.random() < 0.3:
-        stage["bottleneck"] = r.randint(1, 16)
-    return r.randint(1, 32), stage
-
-
-GENERATORS: dict[str, Callable[[random.Random], Stage]] = {
-    "conv": _conv,
-    "hetconv": _hetconv,
-    "dws": _dws,
-    "mbconv": _mbconv,
-    "clc": _clc,
-    "ant": _ant,
-    "eant": _eant,
-    "gm": _gm,
-    "gcwm": _gcwm,
-    "dwscw": _dwscw,
-    "shuffle": _shuffle,
-    "effnet": _effnet,
-}
-
-
 def random_plans(block: str, n: int = CASES_PER_TYPE) -> list[BlockPlan]:
-    """`n` valid blocks (first or later block of a 1-2 block stage), seeded per type."""
+    """`n` valid blocks of one type with <= 32 channels (the tests' one generator), seeded."""
     r = random.Random(f"cdg-{block}")
-    plans: list[BlockPlan] = []
-    while len(plans) < n:
-        cin, stage = GENERATORS[block](r)
-        stage = {"block": block, "stride": r.choice([1, 2]), "repeat": r.choice([1, 2]), **stage}
-        doc = {
-            "format": "clnas.arch/1",
-            "num_classes": 2,
-            "resolution": 8,
-            "in_channels": cin,
-            "stages": [stage],
-            "head": {"type": "fc"},
-        }
-        try:
-            plans.append(r.choice(list(parse_arch(doc).blocks())))
-        except ArchError:
-            continue
-    return plans
+    return [random_plan(r, block, top=32) for _ in range(n)]
 
 
 PLANS = {block: random_plans(block) for block in BLOCK_TYPES}
 
 
-def test_generators_cover_every_block_type() -> None:
-    assert set(GENERATORS) == set(BLOCK_TYPES)
+def test_plans_cover_every_block_type() -> None:
     for block, plans in PLANS.items():
         assert len(plans) == CASES_PER_TYPE
         assert {p.stride for p in plans} == {1, 2}, block

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from objectives.cost import cost_report
@@ -89,6 +90,7 @@ def _features(arch: Arch) -> set[str]:
             "shuffle:stride1": p.block == "shuffle" and p.stride == 1,
             "shuffle:in_groups": p.block == "shuffle" and p.first and s.in_groups != s.groups,
             "effnet:bottleneck": p.block == "effnet" and s.bottleneck is not None,
+            "dws:bare_dw": p.block == "dws" and not s.dw_bn_act,
         }
         found |= {name for name, hit in checks.items() if hit}
     return found - {""}
@@ -126,6 +128,7 @@ def test_random_archs_cover_every_option() -> None:
             "effnet:bottleneck",
             "effnet:kernel5",
             "dws:kernel5",
+            "dws:bare_dw",
         }
     )
     assert expected <= found, sorted(expected - found)
@@ -147,6 +150,81 @@ def test_clcnet_a_matches_paper() -> None:
     assert report.madds == pytest.approx(343e6, rel=0.005)  # clcNet Table 5
     assert report.params == pytest.approx(3.25e6, rel=0.005)
     assert report.fcrf
+
+
+def _dws(cin: int, cout: int, side: int) -> tuple[int, int]:
+    """(MAdds, params) of a ChannelNets depthwise separable layer: bare dw 3x3, 1x1 + BN."""
+    return side * side * (9 * cin + cin * cout), 9 * cin + cin * cout + 2 * cout
+
+
+def _gm(c: int, g: int, side: int, cw_kernel: int = 0) -> tuple[int, int]:
+    """GM `c -> c`: two (bare dw 3x3, group 1x1 + BN) layers (docs/design.md §1.4); with
+    `cw_kernel` the GCWM, whose group channel-wise conv has `g` kernels of `dc` weights."""
+    weights = 9 * c + c * c // g
+    madds = 2 * side * side * weights + side * side * cw_kernel * c
+    return madds, 2 * (weights + 2 * c) + g * cw_kernel
+
+
+def test_channelnet_v1_from_the_formulas() -> None:
+    """ChannelNet-v1 (Gao et al. 2018, Table 3) counted layer by layer from docs/design.md §1.4
+    and §3: MobileNetV1 whose 512-channel layers are 2 GCWMs + 1 GM (g = 2, dc = 8), with no BN
+    or activation after any depthwise conv. The paper reports 407M MAdds; counted this way (and
+    by the authors' code) it is ~468M."""
+    stem = (112 * 112 * 32 * 27, 32 * 27 + 2 * 32)
+    layers = [
+        _dws(32, 64, 112),
+        _dws(64, 128, 56),
+        _dws(128, 128, 56),
+        _dws(128, 256, 28),
+        _dws(256, 256, 28),
+        _dws(256, 512, 14),
+        _gm(512, 2, 14, cw_kernel=8),
+        _gm(512, 2, 14, cw_kernel=8),
+        _gm(512, 2, 14),
+        _dws(512, 1024, 7),
+        _dws(1024, 1024, 7),
+    ]
+    head = (1024 * 1000, 1024 * 1000 + 1000)
+    madds = sum(m for m, _ in [stem, *layers, head])
+    params = sum(p for _, p in [stem, *layers, head])
+    report = cost_report(_zoo("channelnet_v1"))
+    assert (report.madds, report.params) == (madds, params)
+    assert report.madds == pytest.approx(468.5e6, rel=0.001)  # not the paper's 407M
+
+
+def test_effnet_block_matches_the_papers_formula() -> None:
+    """EffNet (Freeman et al. 2018; docs/design.md §1.6), worked example: Df = 32, M = 32
+    bottleneck channels, k = 3, 16 -> 64 channels, stride 2. The separable pool halves the map
+    before the 3x1 depthwise, so the depthwise part is `3*Df^2*M + 3*(Df^2/2)*M`; the 1x1 runs on
+    the input map and the 2x1 stride-1x2 conv on the `Df/2 x Df/2` output."""
+    df, m, cin, n = 32, 32, 16, 64
+    depthwise = 3 * df**2 * m + 3 * (df**2 // 2) * m
+    assert depthwise == 147_456
+    block_madds = df**2 * cin * m + depthwise + (df // 2) ** 2 * 2 * m * n
+    arch = load_arch(
+        {
+            "format": "clnas.arch/1",
+            "num_classes": 10,
+            "resolution": df,
+            "in_channels": cin,
+            "stages": [{"block": "effnet", "out": n, "stride": 2, "bottleneck": m}],
+            "head": {"type": "fc"},
+        }
+    )
+    row = cost_report(arch).blocks[0]
+    assert (row.size_in, row.size_out) == (df, df // 2)
+    assert row.madds == block_madds
+    assert cost_report(arch).madds == block_madds + n * 10 == fvcore_counts(arch)[0]
+
+    # The depthwise convs of the built block, counted from their outputs: kernel 3, one input
+    # channel per output channel.
+    counted: list[int] = []
+    model = build_model(arch, fast=False).eval()
+    for conv in model.modules():
+        if isinstance(conv, nn.Conv2d) and conv.groups > 1:
+            conv.register_forward_hook(lambda _m, _x, y: counted.append(3 * y.numel()))
+    model(torch.randn(1, cin, df, df))
+    assert sum(counted) == depthwise
 
 
 # VGG-16 for CIFAR: 13 convs with bias, (channels, map side) per layer (HetConv Sec. 4.1).

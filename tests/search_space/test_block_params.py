@@ -51,16 +51,8 @@ def ant_branch(m: int, n: int, t: int, r: int, g: int, k: int) -> int:
 
 
 def group_dws_pair(m: int, n: int, g: int, k: int) -> int:
-    return (
-        k * k * m
-        + bn(m)
-        + conv(m, n, groups=g)
-        + bn(n)
-        + k * k * n
-        + bn(n)
-        + conv(n, n, groups=g)
-        + bn(n)
-    )
+    # ChannelNets §4.2: no BN (or activation) after either depthwise conv.
+    return k * k * m + conv(m, n, groups=g) + bn(n) + k * k * n + conv(n, n, groups=g) + bn(n)
 
 
 # (spec, cin, cout, stride, first, expected params)
@@ -104,6 +96,15 @@ CASES = [
     (HetConvStage(block="hetconv", out=16, part=1), 8, 16, 1, True, 16 * 8 * 9 + bn(16)),
     # dws: depthwise kxk + BN, pointwise + BN
     (DwsStage(block="dws", out=64), 32, 64, 2, True, 9 * 32 + bn(32) + conv(32, 64) + bn(64)),
+    # dws as ChannelNets uses it: no BN after the depthwise conv
+    (
+        DwsStage(block="dws", out=64, dw_bn_act=False),
+        32,
+        64,
+        2,
+        True,
+        9 * 32 + conv(32, 64) + bn(64),
+    ),
     (
         DwsStage(block="dws", out=16, kernel=5),
         16,
@@ -220,7 +221,7 @@ CASES = [
         True,
         sum(ant_branch(24, 24, 4, 16, g, 3) for g in (1, 2, 4)) + 3,
     ),
-    # gm: two depthwise separable layers with group 1x1 convs, BN after each conv
+    # gm: two depthwise separable layers with group 1x1 convs, BN after each 1x1 conv only
     (GMStage(block="gm", out=32, groups=2), 32, 32, 1, True, group_dws_pair(32, 32, 2, 3)),
     (
         GMStage(block="gm", out=64, groups=4, kernel=5),
@@ -247,14 +248,14 @@ CASES = [
         False,
         group_dws_pair(64, 64, 4, 3) + 4 * 3,
     ),
-    # dwscw: k*k*M + BN(M) + dc * kernels (N/M widening, 1 narrowing) + BN(N)
+    # dwscw: k*k*M + dc * kernels (N/M widening, 1 narrowing) + BN(N); no BN after the dw conv
     (
         DwsCWStage(block="dwscw", out=1024, cw_kernel=64),
         512,
         1024,
         2,
         True,
-        9 * 512 + bn(512) + 64 * 2 + bn(1024),
+        9 * 512 + 64 * 2 + bn(1024),
     ),
     (
         DwsCWStage(block="dwscw", out=32, cw_kernel=8),
@@ -262,7 +263,7 @@ CASES = [
         32,
         1,
         True,
-        9 * 64 + bn(64) + 8 * 1 + bn(32),
+        9 * 64 + 8 * 1 + bn(32),
     ),
     (
         DwsCWStage(block="dwscw", out=32, cw_kernel=3, kernel=5),
@@ -270,7 +271,7 @@ CASES = [
         32,
         1,
         True,
-        25 * 32 + bn(32) + 3 + bn(32),
+        25 * 32 + 3 + bn(32),
     ),
     # shuffle: group 1x1 to out/4 + BN, dw 3x3 + BN, group 1x1 to the branch + BN
     (
@@ -297,7 +298,7 @@ CASES = [
         True,
         conv(240, 120, groups=3) + bn(120) + 9 * 120 + bn(120) + conv(120, 240, groups=3) + bn(240),
     ),
-    # effnet: 1x1 to the bottleneck, dw 1xk, dw kx1, 1x1 to out; BN after each
+    # effnet: 1x1 to the bottleneck, dw 1xk, dw kx1, 1x1 to out (2x1 when striding); BN after each
     (
         EffNetStage(block="effnet", out=64),
         32,
@@ -312,7 +313,7 @@ CASES = [
         64,
         2,
         True,
-        conv(32, 16) + bn(16) + 5 * 16 + bn(16) + 5 * 16 + bn(16) + conv(16, 64) + bn(64),
+        conv(32, 16) + bn(16) + 5 * 16 + bn(16) + 5 * 16 + bn(16) + 2 * conv(16, 64) + bn(64),
     ),
 ]
 

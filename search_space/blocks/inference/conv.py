@@ -41,10 +41,17 @@ GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: grouped `kernels.Gemm` up to 1
 IM2COL_MAX_ROWS = 8 * 8  # kxk, no oneDNN: patch matrix + GEMM up to 64 pixels in the batch
 
 
-def im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
-    """Patch view `(B, Ho, Wo, kh, kw, C)` of a channels_last map (`padding = k // 2`)."""
+def im2col(
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Patch view `(B, Ho, Wo, kh, kw, C)` of a channels_last map (`padding = k // 2` unless
+    given)."""
     kh, kw = kernel
-    xp = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+    ph, pw = padding if padding is not None else (kh // 2, kw // 2)
+    xp = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
     return xp.unfold(1, kh, stride[0]).unfold(2, kw, stride[1]).permute(0, 1, 2, 4, 5, 3)
 
 
@@ -65,6 +72,7 @@ class FusedConv(nn.Module):
         act: str,
         in_order: Order = None,
         out_order: Order = None,
+        padding: tuple[int, int] | None = None,
     ):
         super().__init__()
         cout, per_group, kh, kw = weight.shape
@@ -85,7 +93,7 @@ class FusedConv(nn.Module):
                 weight = weight[:, in_order]
         self.stride, self.groups, self.act = stride, groups, act
         self.kernel = (kh, kw)
-        self.padding = (kh // 2, kw // 2)
+        self.padding = padding if padding is not None else (kh // 2, kw // 2)
         g, n = groups, cout // groups
         if depthwise:
             gemm = torch.empty(0)
@@ -114,6 +122,7 @@ class FusedConv(nn.Module):
             act=act_name(act),
             in_order=in_order,
             out_order=out_order,
+            padding=(int(conv.padding[0]), int(conv.padding[1])),
         )
 
     def impl(self, b: int, h: int, w: int, dtype: torch.dtype = torch.float32) -> str:
@@ -136,7 +145,7 @@ class FusedConv(nn.Module):
         if impl == "gemm":
             a, ho, wo = rows(x), h, w
         else:
-            patches = im2col(x, self.kernel, self.stride)
+            patches = im2col(x, self.kernel, self.stride, self.padding)
             _, ho, wo = patches.shape[:3]
             a = patches.reshape(b * ho * wo, -1)
         assert self.gemm is not None
