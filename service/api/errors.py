@@ -62,8 +62,8 @@ def install(app: FastAPI) -> None:
             # FastAPI answers 400 for a body it cannot decode at all (bytes that are not
             # UTF-8, nesting too deep); like every other invalid input it is a 422 naming the
             # field.
-            detail = [{"loc": ["body"], "msg": "the request body is not valid UTF-8 JSON",
-                       "type": "json_invalid"}]
+            detail = [{"loc": ["body"], "type": "json_invalid",
+                       "msg": "the request body is not UTF-8 JSON, or nests too deeply"}]
             return JSONResponse({"detail": detail}, status_code=422)
         return await http_exception_handler(request, exc)
 
