@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from search_space import Arch, ArchError, load_arch, zoo_names
+from search_space import Arch, ArchError, load_arch
 from search_space.export import add_parser as add_export_parser
 from workers.full.cli import add_parser as add_train_parser
 
@@ -28,23 +28,9 @@ def _arch_summary(arch: Arch) -> str:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from objectives import cost_report
+    from service.views import zoo_rows
 
-    rows: list[dict[str, Any]] = []
-    for name in zoo_names():
-        arch = load_arch(name)
-        report = cost_report(arch)
-        rows.append(
-            {
-                "name": name,
-                "num_classes": arch.num_classes,
-                "resolution": arch.resolution,
-                "madds": report.madds,
-                "params": report.params,
-                "fcrf": report.fcrf,
-                "blocks": sorted({s.block for s in arch.stages}),
-            }
-        )
+    rows = zoo_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -156,10 +156,7 @@ class Snapshot:
 
     @cached_property
     def baselines(self) -> list[dict[str, Any]]:
-        from service.app import TrialOut
-
-        return [TrialOut(**views.trial_json(t, self.spec.metrics)).model_dump(mode="json")
-                for t in self.baseline_trials]
+        return [views.trial_json(t, self.spec.metrics) for t in self.baseline_trials]
 
     def trial(self, number: int) -> FrozenTrial | None:
         if 0 <= number < len(self.trials) and self.trials[number].number == number:
@@ -172,12 +169,9 @@ class Snapshot:
         return views.hypervolume_history(self.spec, self.trials)
 
     def _json(self, t: FrozenTrial, *, compact: bool) -> dict[str, Any]:
-        # through the API's response model, so the JSON is exactly what the REST API serves
-        from service.app import TrialOut  # the app builds its cache from this module
-
-        doc = views.trial_json(t, self.spec.metrics, compact=compact, front=self.front,
-                               full=self.promoted.get(t.number))
-        return TrialOut(**doc).model_dump(mode="json")
+        # the routes serve it through the API's response model (`TrialOut`), like the REST API
+        return views.trial_json(t, self.spec.metrics, compact=compact, front=self.front,
+                                full=self.promoted.get(t.number))
 
     def compact(self, t: FrozenTrial) -> dict[str, Any]:
         doc = self._compact.get(t.number)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from service.db import JobRow
+from service.db import JobRow, StudyRow
 from workers import optuna_compat
 from workers.study import StudySpec
 from workers.tune import (
@@ -88,6 +88,37 @@ def trial_json(
         doc["arch"] = attrs.get(ARCH_ATTR)
         doc["curve"] = attrs.get(CURVE_ATTR, [])
     return doc
+
+
+def study_json(row: StudyRow, spec: StudySpec, progress: dict[str, Any],
+               hypervolume: float | None, kendall_tau: dict[str, Any] | None) -> dict[str, Any]:
+    """A study's header, as the API and the dashboard show it (`StudyHeader`)."""
+    return {
+        "id": row.id, "name": row.name, "status": row.status, "dataset": spec.dataset,
+        "synthetic": spec.dataset == "synthetic",
+        "space": spec.space if isinstance(spec.space, str) else "inline",
+        "objectives": list(spec.objectives), "metrics": spec.metrics,
+        "directions": list(spec.modes), "n_trials": spec.search.n_trials,
+        "created_at": iso(row.created_at) or "", "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at), "error": row.error,
+        "progress": progress, "hypervolume": hypervolume, "kendall_tau": kendall_tau,
+    }
+
+
+def zoo_rows() -> list[dict[str, Any]]:
+    """Every zoo model with its costs (`clnas zoo`, `GET /api/zoo`)."""
+    from objectives import cost_report
+    from search_space import load_arch, zoo_names
+
+    rows = []
+    for name in zoo_names():
+        arch = load_arch(name)
+        report = cost_report(arch)
+        rows.append({"name": name, "num_classes": arch.num_classes,
+                     "resolution": arch.resolution, "madds": report.madds,
+                     "params": report.params, "fcrf": report.fcrf,
+                     "blocks": sorted({s.block for s in arch.stages})})
+    return rows
 
 
 def job_json(job: JobRow) -> dict[str, Any]:

@@ -1,19 +1,11 @@
-"""Bounds on what one request may make the server do (docs/limits.md#requests): a body size
-limit in front of every route, and a cap on the cost analyses that run at once.
-
-The documents themselves are bounded by `search_space.arch` (docs/limits.md#architecture-documents),
-so one analysis is cheap; the cap keeps many of them from taking every core and the memory their
-boolean matrices need.
-"""
+"""The body size limit in front of every route (docs/limits.md#requests); the documents
+themselves are bounded by `search_space.arch` (docs/limits.md#architecture-documents) and the
+concurrent analyses by `service.state.AnalysisSlots`."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -68,22 +60,3 @@ class BodyLimit:
             (b"connection", b"close"),
         ]})
         await send({"type": "http.response.body", "body": payload})
-
-
-class AnalysisSlots:
-    """At most `n` cost analyses at once; a request that waits longer than `wait_s` for a slot
-    gets 503 with `Retry-After` instead of queueing without bound."""
-
-    def __init__(self, n: int, wait_s: float = 10.0):
-        self._slots = threading.BoundedSemaphore(n)
-        self.wait_s = wait_s
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self.wait_s):
-            raise HTTPException(503, detail="the server is busy analysing other designs; "
-                                "retry shortly", headers={"Retry-After": "5"})
-        try:
-            yield
-        finally:
-            self._slots.release()

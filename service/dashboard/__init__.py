@@ -11,22 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
-from fastapi import Path as PathParam
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import views
+from service import domain
+from service.api.deps import AppState, Id, Number
 from service.api.schemas import DashboardSnapshot, DashboardStudies, TrialOut
+from service.api.studies import study_header
 from service.db import StudyRow
-from service.store import SnapshotCache, Summary
-from workers.study import StudySpec
+from service.errors import NotFound
+from service.state import State
 
 STATIC = Path(__file__).parent / "static"
-Id = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="study id")]
-Number = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="trial number")]
 router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
 
 
@@ -36,61 +35,37 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def _cache(request: Request) -> SnapshotCache:
-    cache: SnapshotCache = request.app.state.clnas.cache
-    return cache
-
-
-def _study(request: Request, s: Session, study_id: int) -> tuple[StudyRow, StudySpec]:
-    row = s.get(StudyRow, study_id)
-    if row is None:
-        _cache(request).forget(study_id)
-        raise HTTPException(404, detail=f"study {study_id} not found")
-    return row, request.app.state.clnas.spec(row)
-
-
-def _header(row: StudyRow, spec: StudySpec, summary: Summary) -> dict[str, Any]:
-    """The fields of the API's Study object (without `spec`)."""
-    return {
-        "id": row.id, "name": row.name, "status": row.status, "dataset": spec.dataset,
-        "synthetic": spec.dataset == "synthetic",
-        "space": spec.space if isinstance(spec.space, str) else "inline",
-        "objectives": list(spec.objectives), "metrics": spec.metrics,
-        "directions": list(spec.modes), "n_trials": spec.search.n_trials,
-        "created_at": views.iso(row.created_at), "started_at": views.iso(row.started_at),
-        "finished_at": views.iso(row.finished_at), "error": row.error,
-        "progress": summary.progress, "hypervolume": summary.hypervolume,
-        "kendall_tau": summary.kendall_tau,
-    }
+def _study_row(state: State, s: Session, study_id: int) -> StudyRow:
+    try:
+        return domain.study_row(s, study_id)
+    except NotFound:
+        state.cache.forget(study_id)  # deleted by another replica: drop what we kept of it
+        raise
 
 
 @router.get("/studies", response_model=DashboardStudies)
 def list_studies(
-    request: Request, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    state: AppState, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """The studies list: every study's header (as in `GET /api/studies`, newest first)."""
-    state = request.app.state.clnas
     with state.sessions() as s:
         rows = list(s.scalars(select(StudyRow).order_by(StudyRow.id.desc())))
-        items = []
-        for row in rows[offset: offset + limit]:
-            spec = state.spec(row)
-            items.append(_header(row, spec, _cache(request).summary(row.id, row.status, spec, s)))
+        items = [study_header(state, s, row) for row in rows[offset: offset + limit]]
     return {"items": items, "total": len(rows), "offset": offset, "limit": limit}
 
 
 @router.get("/studies/{study_id}", response_model=DashboardSnapshot)
 def study_snapshot(
-    request: Request, study_id: Id,
+    state: AppState, study_id: Id,
     since: Annotated[int, Query(ge=0, description="only trials numbered >= since")] = 0,
 ) -> dict[str, Any]:
     """The study view's data: header, compact trials numbered >= `since`, the front's trial
     numbers, hypervolume history and baselines; `version` changes whenever any of it does."""
-    with request.app.state.clnas.sessions() as s:
-        row, spec = _study(request, s, study_id)
-        snap = _cache(request).get(row.id, row.status, spec, s)
-        header = _header(row, spec, snap.summary)
+    with state.sessions() as s:
+        row = _study_row(state, s, study_id)
+        snap = domain.snapshot(state, s, row)
+        header = study_header(state, s, row)
     return {
         "study": header,
         "version": repr(snap.key),
@@ -103,14 +78,14 @@ def study_snapshot(
 
 
 @router.get("/studies/{study_id}/trials/{number}", response_model=TrialOut)
-def trial_detail(request: Request, study_id: Id, number: Number) -> dict[str, Any]:
+def trial_detail(state: AppState, study_id: Id, number: Number) -> dict[str, Any]:
     """One trial in full (arch and curve), as `GET /api/studies/{id}/trials/{number}`."""
-    with request.app.state.clnas.sessions() as s:
-        row, spec = _study(request, s, study_id)
-        trial = _cache(request).get(row.id, row.status, spec, s).full(number)
-    if trial is not None:
-        return trial
-    raise HTTPException(404, detail=f"trial {number} not found in study {spec.name!r}")
+    with state.sessions() as s:
+        snap = domain.snapshot(state, s, _study_row(state, s, study_id))
+    trial = snap.full(number)
+    if trial is None:
+        raise NotFound(f"trial {number} not found in study {snap.spec.name!r}")
+    return trial
 
 
 def mount(app: FastAPI) -> None:
