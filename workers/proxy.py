@@ -160,8 +160,9 @@ def train_proxy(
 ) -> ProxyResult:
     """Train `arch` with `recipe` on `dataset`, evaluate the validation split held out of the
     training set after every epoch and pass the metrics to `report`. The arch is adapted to
-    the dataset's 32x32 images and class count. On CPU, the same seed gives identical metrics;
-    the caller's RNG state is left untouched."""
+    the dataset's 32x32 images and class count. On CPU, the same seed gives identical metrics
+    for a fixed `memory_format` ("auto" picks the layout by timing on runs of 120 steps or
+    more, and the two layouts round differently); the caller's RNG state is left untouched."""
     recipe = recipe or ProxyRecipe()
     dev = resolve_device(device if device is not None else recipe.device)
     data = load_dataset(dataset, data_dir, download=download)
