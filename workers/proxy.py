@@ -3,11 +3,10 @@ per-epoch report hook (how Ray Tune and ASHA see progress), and the result with 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
@@ -22,6 +21,16 @@ from objectives.latency import torch_threads
 from search_space import Arch, build_model, load_arch
 from workers.data import Batches, CifarSplits, ImageSet, load_dataset, split_train_val
 from workers.data.cifar import stratified_sample
+from workers.device import (
+    DevicePlan,
+    MemoryFormat,
+    configure_cuda,
+    make_plan,
+    step_timer,
+    train_step,
+    trial_threads,
+    worth_probing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +59,15 @@ class ProxyRecipe(BaseModel):
     split_seed: Seed = 0
     seed: Seed = 0
     max_train_images: PosInt | None = None  # a stratified subsample of the training split
-    num_threads: PosInt | None = None  # CPU intra-op threads (None: torch's default)
+    # CPU intra-op threads (None: the CPUs Ray gave the trial, else torch's default)
+    num_threads: PosInt | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: bool = True  # 4-pixel pad random crop + horizontal flip
-    amp: bool = True  # CUDA only: bf16 autocast where supported, else fp16 with GradScaler
+    # docs/hardware.md#recipe-fields: "auto" times both layouts on the candidate (CUDA and CPU)
+    memory_format: MemoryFormat = "auto"
+    # None: on for CUDA (bf16 where supported, else fp16 with GradScaler), off on CPU;
+    # True on CPU is bf16 autocast
+    amp: bool | None = None
     latency_repeats: NonNegInt = 10  # batch-1 CPU latency repeats after training; 0 skips it
 
     @model_validator(mode="after")
@@ -146,14 +160,16 @@ def train_proxy(
 ) -> ProxyResult:
     """Train `arch` with `recipe` on `dataset`, evaluate the validation split held out of the
     training set after every epoch and pass the metrics to `report`. The arch is adapted to
-    the dataset's 32x32 images and class count. On CPU, the same seed gives identical metrics;
-    the caller's RNG state is left untouched."""
+    the dataset's 32x32 images and class count. On CPU, the same seed gives identical metrics
+    for a fixed `memory_format` ("auto" picks the layout by timing on runs of 120 steps or
+    more, and the two layouts round differently); the caller's RNG state is left untouched."""
     recipe = recipe or ProxyRecipe()
     dev = resolve_device(device if device is not None else recipe.device)
     data = load_dataset(dataset, data_dir, download=download)
     a = _fit_arch(load_arch(arch), data)
     rng_devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch_threads(recipe.num_threads), torch.random.fork_rng(devices=rng_devices):
+    threads = trial_threads(recipe.num_threads)
+    with torch_threads(threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(recipe.seed)
         generator = torch.Generator().manual_seed(recipe.seed)
         train, val = split_train_val(data.train, recipe.val_size, seed=recipe.split_seed)
@@ -166,7 +182,7 @@ def train_proxy(
         wall_s = time.perf_counter() - t0
         cost = cost_report(a)
         latency = (
-            measure_latency(a, threads=recipe.num_threads, warmup=3, repeats=recipe.latency_repeats)
+            measure_latency(a, threads=threads, warmup=3, repeats=recipe.latency_repeats)
             if recipe.latency_repeats
             else None
         )
@@ -216,11 +232,6 @@ def _fit(
     generator: torch.Generator,
     report: Report | None,
 ) -> list[EpochMetrics]:
-    cuda = dev.type == "cuda"
-    model = model.to(dev)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    amp_dtype = _amp_dtype(dev, recipe.amp)
     # Drop the last partial batch: a batch of one breaks BatchNorm1d in hidden FC heads.
     train_batches = Batches(
         train.images,
@@ -237,19 +248,17 @@ def _fit(
     val_batches = Batches(
         val.images, val.labels, recipe.batch_size, device=dev, mean=data.mean, std=data.std
     )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.scaled_lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     total_steps = recipe.epochs * len(train_batches)
+    configure_cuda(dev)
+    plan = plan_for(model, recipe, dev, train, data, criterion, total_steps)
+    log.info("training on %s", plan.describe())
+    model = plan.prepare(model)
+    optimizer = make_optimizer(model, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     )
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    scaler = plan.grad_scaler()
     history: list[EpochMetrics] = []
     start = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
@@ -258,19 +267,12 @@ def _fit(
         epoch_start = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         for x, y in train_batches:
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(dev, amp_dtype):
-                loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(model, x, y, criterion, optimizer, scaler, plan)
             scheduler.step()
-            loss_sum += loss.detach().float() * y.shape[0]
+            loss_sum += loss.float() * y.shape[0]
         train_loss = loss_sum.item() / train_batches.num_images  # .item() syncs the device
         train_s = time.perf_counter() - epoch_start
-        ev = evaluate(model, val_batches, amp_dtype=amp_dtype)
+        ev = evaluate(model, val_batches, plan)
         metrics = EpochMetrics(
             epoch=epoch,
             val_top1=ev.top1,
@@ -292,39 +294,51 @@ def _fit(
     return history
 
 
+def make_optimizer(model: nn.Module, recipe: ProxyRecipe) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.scaled_lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
+
+
+def plan_for(
+    model: nn.Module,
+    recipe: ProxyRecipe,
+    dev: torch.device,
+    train: ImageSet,
+    data: CifarSplits,
+    criterion: nn.Module,
+    total_steps: int,
+) -> DevicePlan:
+    """The recipe's memory format and AMP for `model`; "auto" times both layouts on the first
+    training batch (unshuffled: the run's generator is not drawn from) when the run is long
+    enough to pay for it (`workers.device.worth_probing`)."""
+    probe = None
+    if recipe.memory_format == "auto" and worth_probing(total_steps):
+        n = min(recipe.batch_size, len(train))
+        first = Batches(
+            train.images[:n], train.labels[:n], n, device=dev, mean=data.mean, std=data.std
+        )
+        probe = step_timer(model, next(iter(first)), criterion)
+    return make_plan(model, dev, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
+
+
 @torch.inference_mode()
-def evaluate(
-    model: nn.Module, batches: Batches, *, amp_dtype: torch.dtype | None = None
-) -> Evaluation:
+def evaluate(model: nn.Module, batches: Batches, plan: DevicePlan) -> Evaluation:
     """Mean loss, top-1 and top-5 accuracy of `model` over `batches`."""
     model.eval()
-    cuda = batches.device.type == "cuda"
     loss = torch.zeros((), device=batches.device)
     top1 = torch.zeros((), device=batches.device)
     top5 = torch.zeros((), device=batches.device)
     for x, y in batches:
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(batches.device, amp_dtype):
-            logits = model(x).float()
+        with plan.autocast():
+            logits = model(plan.input(x)).float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
         top1 += hits[:, 0].sum()
         top5 += hits.any(dim=1).sum()
     n = batches.num_images
     return Evaluation(loss.item() / n, top1.item() / n, top5.item() / n)
-
-
-def _amp_dtype(dev: torch.device, enabled: bool) -> torch.dtype | None:
-    if dev.type != "cuda" or not enabled:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-@contextlib.contextmanager
-def _autocast(dev: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(dev.type, dtype=dtype):
-        yield

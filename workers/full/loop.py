@@ -1,7 +1,8 @@
 """The loop every Ray Train worker runs (SPEC §6 full training): DDP over the workers (NCCL on
 GPU, gloo on CPU), a checkpoint after every epoch (model, optimiser, scheduler, grad scaler, EMA,
 metric history, each rank's RNG state) and resumption from the last one, top-1/top-5 on the
-whole val split after every epoch, AMP + channels_last on GPU.
+whole val split after every epoch; memory format and AMP from the recipe (`workers.device`:
+channels_last and AMP by default on GPU, and both can be forced on CPU).
 
 Reproducibility: initial weights come from the seed, batches from `(seed, epoch)` (see
 `workers.full.data`), and RNG states are restored on resume, so on CPU a resumed run matches an
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from search_space import build_model, load_arch
 from workers.data.augment import normalize
+from workers.device import DevicePlan, LossFn, configure_cuda, make_plan, train_step
 from workers.full.data import (
     CollateReadable,
     EpochSampler,
@@ -41,7 +43,6 @@ from workers.full.data import (
 from workers.full.optim import make_optimizer, make_scheduler
 from workers.full.recipe import Recipe
 from workers.full.transforms import EvalTransform, TrainTransform
-from workers.proxy import _amp_dtype, _autocast
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    cuda = device.type == "cuda"
     folders: ImageNetFolders = ray.get(job.folders)
 
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     raw = build_model(load_arch(job.arch))
-    if cuda:
-        raw = raw.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    model = ray.train.torch.prepare_model(raw)  # moves `raw` to the device, wraps it in DDP
+    configure_cuda(device)
+    plan = device_plan(raw, recipe, device)
+    raw = plan.prepare(raw)
+    model = ray.train.torch.prepare_model(raw)  # wraps `raw` in DDP
     ema = (
         AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
         if recipe.ema_decay is not None
@@ -150,9 +151,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     optimizer = make_optimizer(raw, recipe)
     scheduler = make_scheduler(optimizer, recipe, len(train_loader))
-    amp_dtype = _amp_dtype(device, recipe.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    scaler = plan.grad_scaler()
+    loss_fn = batch_loss(nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
     mean = torch.tensor(recipe.mean, device=device)
     std = torch.tensor(recipe.std, device=device)
     history = _restore(raw, optimizer, scheduler, scaler, ema, rank, world, device, job.seed)
@@ -167,22 +167,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         shown = start
         steps = len(train_loader)
         for step, (x, y, skipped) in enumerate(train_loader, 1):
-            x = normalize(x, mean, std)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp_dtype):
-                logits = model(x)
-                # A batch whose images were all unreadable still runs forward and backward (zero
-                # gradients) so that every rank joins DDP's gradient all-reduce.
-                loss = criterion(logits, y) if y.numel() else logits.sum() * 0.0
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(
+                model, normalize(x, mean, std), y, loss_fn, optimizer, scaler, plan
+            )
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(raw)
-            sums[0] += loss.detach().double() * y.numel()
+            sums[0] += loss.double() * y.numel()
             sums[1] += y.numel()
             sums[2] += skipped
             now = time.perf_counter()
@@ -199,11 +190,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # BN running statistics drift apart on each rank between DDP's per-forward buffer
         # broadcasts; evaluate and checkpoint rank 0's, on every rank.
         _broadcast_state(raw)
-        ev = evaluate(raw, val_loader, mean, std, amp_dtype)
+        ev = evaluate(raw, val_loader, mean, std, plan)
         ev_ema = None
         if ema is not None:
             _broadcast_state(ema)
-            ev_ema = evaluate(ema.module, val_loader, mean, std, amp_dtype)
+            ev_ema = evaluate(ema.module, val_loader, mean, std, plan)
         epoch_s = time.perf_counter() - start
         metrics = EpochMetrics(
             epoch=epoch,
@@ -228,6 +219,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             job.progress.put(
                 Progress(epoch, recipe.epochs, steps, steps, metrics["train_loss"], metrics)
             )
+
+
+def device_plan(raw: nn.Module, recipe: Recipe, device: torch.device) -> DevicePlan:
+    """The recipe's memory format and AMP on this worker's device. "auto" keeps the device's
+    default layout (no timing): DDP checks that every rank holds parameters of the same
+    strides, and timed choices could differ between ranks."""
+    return make_plan(raw, device, memory_format=recipe.memory_format, amp=recipe.amp)
+
+
+def batch_loss(criterion: nn.Module) -> LossFn:
+    """`criterion`, except that a batch whose images were all unreadable still runs forward and
+    backward (zero gradients) so that every rank joins DDP's gradient all-reduce."""
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return criterion(logits, y) if y.numel() else logits.sum() * 0.0
+
+    return loss
 
 
 def _loader(
@@ -269,24 +277,20 @@ def evaluate(
     loader: DataLoader[Any],
     mean: torch.Tensor,
     std: torch.Tensor,
-    amp_dtype: torch.dtype | None,
+    plan: DevicePlan,
 ) -> Evaluation:
     """Mean cross-entropy (no label smoothing), top-1 and top-5 over this rank's share of the
     val split, summed over all ranks. `model` must be the unwrapped module: ranks may hold
     different numbers of batches, and DDP's forward would wait for the others."""
     model.eval()
     device = mean.device
-    cuda = device.type == "cuda"
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top1, top5, n, skipped
     for x, y, skipped in loader:
         sums[4] += skipped
         if not y.numel():
             continue
-        x = normalize(x, mean, std)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp_dtype):
-            logits = model(x).float()
+        with plan.autocast():
+            logits = model(plan.input(normalize(x, mean, std))).float()
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
         sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
         sums[1] += hits[:, 0].sum()

@@ -1,0 +1,211 @@
+"""Training throughput (img/s) of the project's proxy training step against a plain PyTorch loop,
+per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
+
+- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"` times both
+  layouts on the candidate; AMP by the recipe's default: off on CPU, bf16/fp16 on CUDA),
+  `workers.device.train_step` with the proxy's SGD (Nesterov, weight decay) and loss.
+- `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
+  settings, the textbook `zero_grad / loss.backward / step`.
+Both train on the same resident batch (no data loading in either), `--batch` images. Every
+round runs one step of each, alternating which goes first; img/s come from the median step.
+
+    .venv/bin/python benchmarks/proxy_throughput.py [--threads 2] [--rounds 5] [--models ...]
+    .venv/bin/python benchmarks/proxy_throughput.py --device cuda [--trials 1 2 4]
+
+`--device cuda` also runs `--concurrency-model` as 1, 2 and 4 concurrent trials on one GPU
+(one process each, each capped at its share of GPU memory as `search.gpus_per_trial` would
+give it) and prints one trial's img/s and the aggregate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_space import build_model, load_arch, zoo_names
+from workers.device import configure_cuda, make_plan, step_timer, train_step
+from workers.proxy import ProxyRecipe, make_optimizer
+
+CLASSES = 100
+
+
+def cifar_zoo() -> list[str]:
+    return [n for n in zoo_names() if load_arch(n).resolution == 32]
+
+
+def _batch(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=g)
+    return x.to(device), torch.randint(CLASSES, (batch,), generator=g).to(device)
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(load_arch(name).with_changes(num_classes=CLASSES)).train()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def project_step(
+    name: str, recipe: ProxyRecipe, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> tuple[Callable[[], None], str, float]:
+    """The proxy trainer's step for `name`: (step, plan description, seconds spent choosing)."""
+    model = _model(name)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    t0 = time.perf_counter()
+    probe = step_timer(model, batch, criterion) if recipe.memory_format == "auto" else None
+    plan = make_plan(model, device, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
+    choose_s = time.perf_counter() - t0
+    model = plan.prepare(model)
+    optimizer = make_optimizer(model, recipe)
+    scaler = plan.grad_scaler()
+    x, y = batch
+
+    def step() -> None:
+        train_step(model, x, y, criterion, optimizer, scaler, plan)
+
+    return step, plan.describe(), choose_s
+
+
+def plain_step(
+    name: str, recipe: ProxyRecipe, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> Callable[[], None]:
+    model = _model(name).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.scaled_lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    x, y = batch
+
+    def step() -> None:
+        optimizer.zero_grad()
+        criterion(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def _timed(step: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def compare(names: list[str], args: argparse.Namespace, device: torch.device) -> None:
+    recipe = ProxyRecipe(batch_size=args.batch, device=device.type)  # type: ignore[arg-type]
+    batch = _batch(args.batch, device)
+    print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
+          f"{'project plan':28s} {'choose s':>8s}")
+    ratios = []
+    for name in names:
+        project, plan, choose_s = project_step(name, recipe, batch, device)
+        plain = plain_step(name, recipe, batch, device)
+        times: dict[str, list[float]] = {"plain": [], "project": []}
+        for _ in range(args.warmup):
+            project()
+            plain()
+        for r in range(args.rounds):
+            order = [("plain", plain), ("project", project)]
+            for key, step in order if r % 2 == 0 else order[::-1]:
+                times[key].append(_timed(step, device))
+        plain_ips = args.batch / statistics.median(times["plain"])
+        project_ips = args.batch / statistics.median(times["project"])
+        ratios.append(project_ips / plain_ips)
+        print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
+              f"{plan:28s} {choose_s:8.1f}", flush=True)
+    print(f"min ratio {min(ratios):.2f}x, geometric mean "
+          f"{statistics.geometric_mean(ratios):.2f}x over {len(ratios)} models")
+
+
+def _trial(
+    name: str, batch: int, share: float, threads: int, seconds: float,
+    barrier: Any, out: Any,
+) -> None:
+    """One concurrent trial: its share of GPU memory, the project step, img/s over `seconds`."""
+    torch.set_num_threads(threads)
+    device = torch.device("cuda")
+    configure_cuda(device)
+    if share < 1:
+        torch.cuda.set_per_process_memory_fraction(share, device)
+    recipe = ProxyRecipe(batch_size=batch, device="cuda")
+    step, _, _ = project_step(name, recipe, _batch(batch, device), device)
+    for _ in range(5):
+        step()
+    _sync(device)
+    barrier.wait(timeout=300)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        steps += 1
+    _sync(device)
+    out.put(steps * batch / (time.perf_counter() - t0))
+
+
+def concurrent(name: str, args: argparse.Namespace) -> None:
+    ctx = mp.get_context("spawn")
+    cpus = len(os.sched_getaffinity(0))
+    print(f"\n{name}: concurrent trials on one GPU, batch {args.batch}, {args.seconds:.0f} s each")
+    print(f"{'trials':>6s} {'per trial img/s':>16s} {'aggregate img/s':>16s} {'vs 1 trial':>10s}")
+    single = None
+    for k in args.trials:
+        barrier, out = ctx.Barrier(k), ctx.Queue()
+        procs = [
+            ctx.Process(target=_trial, args=(name, args.batch, 1 / k, max(1, cpus // k),
+                                             args.seconds, barrier, out))
+            for _ in range(k)
+        ]
+        for p in procs:
+            p.start()
+        rates = [out.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join()
+        total = sum(rates)
+        single = single or total
+        print(f"{k:6d} {statistics.mean(rates):16.0f} {total:16.0f} {total / single:9.2f}x",
+              flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (CPU)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--models", nargs="*", default=None, help="default: every CIFAR zoo model")
+    p.add_argument("--trials", type=int, nargs="*", default=[1, 2, 4])
+    p.add_argument("--concurrency-model", default="mobilenet_v2_cifar100")
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per trial (cuda)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    configure_cuda(device)
+    names = args.models or cifar_zoo()
+    print(f"device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"{args.rounds} rounds after {args.warmup} warm-up, load {os.getloadavg()[0]:.2f}")
+    compare(names, args, device)
+    if device.type == "cuda" and args.trials:
+        concurrent(args.concurrency_model, args)
+
+
+if __name__ == "__main__":
+    main()
