@@ -30,10 +30,10 @@ from objectives.latency import Runner, compare_latency
 from search_space.arch import Arch, parse_arch
 from search_space.blocks import BLOCKS
 from search_space.blocks.clc import ClcBlock
-from search_space.blocks.inference.clc import MERGED_Z_MAX_ROWS, FusedClc, handoff_layout, z_crf
-from search_space.blocks.inference.conv import FusedConv
-from search_space.blocks.inference.hetconv import FusedHetConv
-from search_space.blocks.inference.network import fuse_block, preferred_order
+from search_space.runtime.clc import MERGED_Z_MAX_ROWS, FusedClc, handoff_layout, z_crf
+from search_space.runtime.conv import FusedConv
+from search_space.runtime.hetconv import FusedHetConv
+from search_space.runtime.network import fuse_block, preferred_order
 
 
 @dataclass(frozen=True)

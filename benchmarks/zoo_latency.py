@@ -4,8 +4,8 @@ same run, beside its MAdds ratio; and the HetConv VGG-16 (CIFAR-10) parts relati
 Three columns of latency per model at batch 1 on the model's own resolution; within a column
 the models are timed in one interleaved run (every round runs each model once, round-robin;
 `--repeats` rounds; medians), and the columns run one after the other:
-- `fast`: eager PyTorch, `build_model(arch)` under `torch.inference_mode()` (the fused form),
-- `ref`: eager PyTorch, the reference modules (`fast=False`),
+- `fast`: eager PyTorch, `build_model(arch, runtime="fused")` under `torch.inference_mode()`,
+- `ref`: eager PyTorch, the reference modules (`runtime="reference"`),
 - `ort`: ONNX Runtime on the exported graph (`clnas export-onnx`).
 Ratios are taken within a column (fast/fast, ref/ref, ort/ort), so the baselines get the same
 machinery as the model they are compared with.
@@ -24,11 +24,12 @@ import torch
 from objectives import cost_report
 from objectives.latency import Backend, LatencyReport, compare_latency, make_runner
 from search_space import load_arch, zoo_names
+from search_space.builder import Runtime
 
-COLUMNS: dict[str, tuple[Backend, bool]] = {
-    "fast": ("torch", True),
-    "ref": ("torch", False),
-    "ort": ("onnxruntime", True),
+COLUMNS: dict[str, tuple[Backend, Runtime]] = {
+    "fast": ("torch", "fused"),
+    "ref": ("torch", "reference"),
+    "ort": ("onnxruntime", "reference"),
 }
 
 
@@ -40,9 +41,10 @@ def measure(
     backend's runtime does not evict another's weights between two timed passes)."""
     out: dict[str, dict[str, LatencyReport]] = {}
     for column in columns:
-        backend, fast = COLUMNS[column]
+        backend, runtime = COLUMNS[column]
         runners = {
-            name: make_runner(name, backend=backend, fast=fast, threads=threads) for name in names
+            name: make_runner(name, backend=backend, runtime=runtime, threads=threads)
+            for name in names
         }
         out[column] = compare_latency(runners, threads=threads, warmup=warmup, repeats=repeats)
     return out

@@ -2,9 +2,10 @@
 warm-up, on this machine, with the thread count recorded.
 
 Two backends, so that users see the latency their deployment will have:
-- `"torch"`: eager PyTorch under `torch.inference_mode()`. A network built with `fast=True`
-  (the default) runs its fused inference form there (`search_space/blocks/inference/`);
-  `fast=False` measures the reference modules.
+- `"torch"`: eager PyTorch under `torch.inference_mode()`. An arch is built with
+  `runtime="fused"` (the default) and runs its fused inference form there
+  (`search_space/runtime/`); `runtime="reference"` measures the reference modules. A module is
+  measured as it is.
 - `"onnxruntime"`: the network exported by `search_space.export` and run by ONNX Runtime's CPU
   provider with `intra_op_num_threads = threads`. Spinning of ORT's idle worker threads is off
   by default: on a machine whose cores are shared (other sessions, other processes) spinning
@@ -29,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_space import Arch, Network, build_model, load_arch
+from search_space import Arch, build_model, load_arch
+from search_space.builder import Runtime
+from search_space.runtime import FusedNetwork
 
 Backend = Literal["torch", "onnxruntime"]
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -50,7 +53,8 @@ class LatencyReport:
     backend: str
     torch_version: str
     machine: str
-    fused: bool = False  # torch: the fused inference form ran (a `fast` network)
+    # what ran: "fused" (search_space/runtime/), "reference" (the plain modules), "onnxruntime"
+    runtime: str = "reference"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,17 +82,17 @@ class Runner:
     batch: int
     resolution: int
     backend: str
-    fused: bool
+    runtime: str  # as in `LatencyReport.runtime`
 
 
 def _resolve(
-    model: ModelLike, resolution: int | None, in_channels: int | None, fast: bool
+    model: ModelLike, resolution: int | None, in_channels: int | None, runtime: Runtime
 ) -> tuple[nn.Module, int, int]:
     if not isinstance(model, nn.Module):
         arch = load_arch(model)
         resolution = resolution or arch.resolution
         in_channels = in_channels or arch.in_channels
-        model = build_model(arch, fast=fast)
+        model = build_model(arch, runtime=runtime)
     if resolution is None:
         raise ValueError("resolution is required when measuring a bare module")
     return model.eval(), resolution, in_channels or 3
@@ -101,28 +105,31 @@ def make_runner(
     batch: int = 1,
     in_channels: int | None = None,
     backend: Backend = "torch",
-    fast: bool = True,
+    runtime: Runtime = "fused",
     threads: int | None = None,
     ort_spinning: bool = False,
 ) -> Runner:
-    """Prepare `model` (a module, or anything `load_arch` accepts) for timing on `backend`."""
+    """Prepare `model` (a module, or anything `load_arch` accepts) for timing on `backend`; an
+    arch is built with `runtime` (the torch backend; ONNX Runtime runs the reference graph)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     if batch < 1:
         raise ValueError("batch must be >= 1")
-    module, resolution, channels = _resolve(model, resolution, in_channels, fast)
+    module, resolution, channels = _resolve(model, resolution, in_channels, runtime)
     x = torch.randn(batch, channels, resolution, resolution)
     if backend == "torch":
-        fused = isinstance(module, Network) and module.uses_inference_plan_for(x)
+        fused = isinstance(module, FusedNetwork) and module.uses_inference_plan_for(x)
 
         def run_torch() -> Any:
             with torch.inference_mode():
                 return module(x)
 
-        return Runner(run_torch, batch, resolution, "torch-eager", fused)
+        return Runner(
+            run_torch, batch, resolution, "torch-eager", "fused" if fused else "reference"
+        )
     session = _ort_session(module, x, threads=threads, spinning=ort_spinning)
     feed = {session.get_inputs()[0].name: x.numpy()}
-    return Runner(lambda: session.run(None, feed), batch, resolution, "onnxruntime", False)
+    return Runner(lambda: session.run(None, feed), batch, resolution, "onnxruntime", "onnxruntime")
 
 
 def _ort_session(module: nn.Module, x: torch.Tensor, *, threads: int | None, spinning: bool) -> Any:
@@ -179,7 +186,7 @@ def _report(times: list[float], runner: Runner, threads: int, warmup: int) -> La
         backend=runner.backend,
         torch_version=torch.__version__,
         machine=platform.machine(),
-        fused=runner.fused,
+        runtime=runner.runtime,
     )
 
 
@@ -193,7 +200,7 @@ def measure_latency(
     repeats: int = 50,
     in_channels: int | None = None,
     backend: Backend = "torch",
-    fast: bool = True,
+    runtime: Runtime = "fused",
 ) -> LatencyReport:
     """Median forward latency of `model` (a module, or anything `load_arch` accepts)."""
     if repeats < 1 or warmup < 0 or batch < 1:
@@ -205,7 +212,7 @@ def measure_latency(
             batch=batch,
             in_channels=in_channels,
             backend=backend,
-            fast=fast,
+            runtime=runtime,
             threads=threads,
         )
     return compare_latency({"model": runner}, threads=threads, warmup=warmup, repeats=repeats)[

@@ -1,7 +1,7 @@
 """The one ONNX exporter: `clnas export-onnx ARCH`, a full-training run's `model.onnx` and the
 ONNX Runtime latency backend all export through `export_onnx`.
 
-The exported graph is the network in eval mode in its ONNX form (`blocks/inference/onnx.py`:
+The exported graph is the network in eval mode in its ONNX form (`search_space/runtime/onnx.py`:
 the reference modules, with clcNet's IGC as depthwise convolutions); ONNX Runtime folds the
 BatchNorms and fuses the activations itself. One exporter (PyTorch's `torch.export`-based one),
 one opset, input `images` with a dynamic batch dimension, output `logits`. `verify_onnx` runs
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from search_space import Arch, build_model, load_arch
-from search_space.blocks.inference.onnx import onnx_form
+from search_space.runtime.onnx import onnx_form
 
 OPSET = 18
 INPUT, OUTPUT = "images", "logits"

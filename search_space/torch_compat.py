@@ -6,7 +6,7 @@ Checked against torch 2.13.0 (CPU build, oneDNN enabled). What is used, and why:
 
 - `torch.ops.mkldnn._convolution_pointwise`: a oneDNN convolution on weights packed once, with
   the activation as a post-op (the op PyTorch's own CPU fusion passes emit). The fused inference
-  kernels (`search_space/blocks/inference/kernels.py`) run on it.
+  kernels (`search_space/runtime/kernels.py`) run on it.
 - `torch._C._nn.mkldnn_reorder_conv2d_weight`: packs a weight for one input shape.
 
 When a torch release moves one of these, `contract_problems()` names it and the version, and

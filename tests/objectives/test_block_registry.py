@@ -13,7 +13,7 @@ from objectives.cdg import BLOCK_CDGS
 from objectives.cost import BLOCK_COSTS
 from search_space.arch import BLOCK_TYPES, STAGE_MODELS
 from search_space.blocks import BLOCKS, REGISTRY
-from search_space.blocks.inference import fuse_for_inference
+from search_space.runtime import fuse
 from search_space.sampling import RandomSuggester, sample_arch
 from search_space.spaces import format as space_format
 from search_space.spaces import load_space
@@ -55,7 +55,7 @@ def sampled_types() -> set[str]:
 
 
 def fused_types() -> set[str]:
-    """The types whose fused inference form (`blocks/inference/`) equals the module in eval."""
+    """The types whose fused inference form (`search_space/runtime/`) equals the module in eval."""
     found = set()
     for block in REGISTRY:
         plan = random_plan(random.Random(block), block)
@@ -64,7 +64,7 @@ def fused_types() -> set[str]:
         ).eval()
         x = torch.randn(2, plan.cin, plan.size_in, plan.size_in)
         with torch.inference_mode():
-            if torch.allclose(fuse_for_inference(module)(x), module(x), atol=1e-4, rtol=1e-4):
+            if torch.allclose(fuse(module)(x), module(x), atol=1e-4, rtol=1e-4):
                 found.add(block)
     return found
 
@@ -76,7 +76,7 @@ def tables() -> dict[str, Iterable[str]]:
         "search_space.spaces.format._REQUIRED": space_format._REQUIRED,
         "search_space.spaces.format._ALLOWED": space_format._ALLOWED,
         "search_space.sampling.sample_arch": sampled_types(),
-        "search_space.blocks.inference.fuse_for_inference": fused_types(),
+        "search_space.runtime.fuse": fused_types(),
         "objectives.cost.BLOCK_COSTS": BLOCK_COSTS,
         "objectives.cdg.BLOCK_CDGS": BLOCK_CDGS,
         "tests.objectives.random_archs.STAGES": STAGES,

@@ -219,7 +219,7 @@ def test_effnet_block_matches_the_papers_formula() -> None:
     # The depthwise convs of the built block, counted from their outputs: kernel 3, one input
     # channel per output channel.
     counted: list[int] = []
-    model = build_model(arch, fast=False).eval()
+    model = build_model(arch).eval()
     for conv in model.modules():
         if isinstance(conv, nn.Conv2d) and conv.groups > 1:
             conv.register_forward_hook(lambda _m, _x, y: counted.append(3 * y.numel()))

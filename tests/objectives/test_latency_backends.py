@@ -11,10 +11,10 @@ from objectives.latency import Runner, compare_latency, make_runner, measure_lat
 pytest.importorskip("onnxruntime")
 
 
-def test_torch_backend_runs_the_fused_form_by_default() -> None:
+def test_torch_backend_runs_the_fused_runtime_by_default() -> None:
     fast = measure_latency("effnet_cifar100", threads=1, warmup=1, repeats=3)
-    ref = measure_latency("effnet_cifar100", threads=1, warmup=1, repeats=3, fast=False)
-    assert fast.fused and not ref.fused
+    ref = measure_latency("effnet_cifar100", threads=1, warmup=1, repeats=3, runtime="reference")
+    assert (fast.runtime, ref.runtime) == ("fused", "reference")
     assert fast.backend == ref.backend == "torch-eager"
 
 
@@ -22,7 +22,7 @@ def test_onnxruntime_backend() -> None:
     report = measure_latency(
         "clcnet_a_cifar100", threads=1, warmup=1, repeats=3, backend="onnxruntime"
     )
-    assert report.backend == "onnxruntime" and report.threads == 1
+    assert report.backend == report.runtime == "onnxruntime" and report.threads == 1
     assert 0 < report.p10_ms <= report.median_ms <= report.p90_ms
     assert report.batch == 1 and report.resolution == 32
 
@@ -41,7 +41,7 @@ def test_compare_latency_interleaves_round_robin() -> None:
     calls: list[str] = []
 
     def runner(name: str) -> Runner:
-        return Runner(lambda: calls.append(name), 1, 32, "fake", False)
+        return Runner(lambda: calls.append(name), 1, 32, "fake", "reference")
 
     reports = compare_latency({"a": runner("a"), "b": runner("b")}, warmup=2, repeats=3)
     assert calls == ["a", "b"] * (1 + 2 + 3)  # prepare, warm-up, timed rounds
@@ -50,7 +50,7 @@ def test_compare_latency_interleaves_round_robin() -> None:
 
 def test_make_runner_prepares_a_module_or_an_arch() -> None:
     net = make_runner("effnet_cifar100")
-    assert net.fused and net.resolution == 32
+    assert net.runtime == "fused" and net.resolution == 32
     bare = make_runner(torch.nn.Conv2d(3, 4, 3), resolution=8)
-    assert not bare.fused
+    assert bare.runtime == "reference"
     bare.run()

@@ -66,7 +66,7 @@ def test_channelnets_blocks_have_nothing_after_the_depthwise_conv(spec, cin, cou
 @pytest.mark.parametrize("name", [n for n in zoo_names() if n.startswith("channelnet")])
 def test_channelnet_zoo_models_have_nothing_after_any_depthwise_conv(name):
     arch = load_arch(name)
-    model = build_model(arch, fast=False)
+    model = build_model(arch)
     gaps = _after_depthwise(model, torch.randn(1, 3, arch.resolution, arch.resolution))
     assert len(gaps) == sum(
         s.repeat * (2 if s.block in ("gm", "gcwm") else 1) for s in arch.stages

@@ -53,5 +53,5 @@ def test_cli_and_full_training_export_the_same_graph(tmp_path, capsys):
     ops = _ops(cli_out)
     assert ops == _ops(full_out)
     # Both have the IGC (2 inputs per group) as gathers feeding depthwise convolutions
-    # (blocks/inference/onnx.py), where the trained run's export used to keep the grouped conv.
+    # (search_space/runtime/onnx.py), where the trained run's export used to keep the grouped conv.
     assert ops["Gather"] >= 2

@@ -1,4 +1,4 @@
-"""Every fused inference layer (`search_space/blocks/inference/`) against the reference module it
+"""Every fused inference layer (`search_space/runtime/`) against the reference module it
 replaces, with non-trivial BatchNorm statistics, for every implementation it can choose per shape
 (each one forced in turn) and for permuted input/output channel orders. Each test runs twice: in
 float64 (`F.conv2d` and MKL, exact to 1e-10) and in float32 with every convolution and GEMM
@@ -16,15 +16,16 @@ from search_space.arch import ClcStage, ConvClassifierHead, FCHead, HetConvStage
 from search_space.blocks.clc import IGC, ClcBlock
 from search_space.blocks.heads import ConvClassifier, FCClassifier
 from search_space.blocks.hetconv import HetConvBlock
-from search_space.blocks.inference import clc as fused_clc
-from search_space.blocks.inference import conv as fused_conv
-from search_space.blocks.inference import hetconv as fused_het
-from search_space.blocks.inference import kernels
-from search_space.blocks.inference.clc import FusedClc, paired_order, wanted_order
-from search_space.blocks.inference.conv import FusedConv
-from search_space.blocks.inference.folding import Reorder
-from search_space.blocks.inference.hetconv import FusedHetConv, fuse_hetconv
-from search_space.blocks.inference.layers import (
+from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAct, SqueezeExcite
+from search_space.runtime import clc as fused_clc
+from search_space.runtime import conv as fused_conv
+from search_space.runtime import hetconv as fused_het
+from search_space.runtime import kernels
+from search_space.runtime.clc import FusedClc, paired_order, wanted_order
+from search_space.runtime.conv import FusedConv
+from search_space.runtime.folding import Reorder
+from search_space.runtime.hetconv import FusedHetConv, fuse_hetconv
+from search_space.runtime.layers import (
     ChannelsLastShuffle,
     FusedBatchNorm,
     FusedChannelWise,
@@ -32,9 +33,8 @@ from search_space.blocks.inference.layers import (
     FusedFCHead,
     FusedSqueezeExcite,
 )
-from search_space.blocks.inference.network import fuse_chain
-from search_space.blocks.inference.onnx import DepthwiseIGC
-from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAct, SqueezeExcite
+from search_space.runtime.network import fuse_chain
+from search_space.runtime.onnx import DepthwiseIGC
 
 TOL = 1e-10  # float64; the contract is 1e-5
 DT = torch.float64

@@ -1,4 +1,4 @@
-"""The fast network (`build_model(arch)`, `fast=True` by default) against the reference modules:
+"""The fused runtime (`build_model(arch, runtime="fused")`) against the reference modules:
 same parameters and state_dict, same function in eval mode (every block type, every zoo
 model), exactly the SPEC §3 multiply-adds, and a fused inference form that follows the
 parameters (rebuilt after training steps, loads, dtype changes)."""
@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives import cost_report
-from search_space import build_model, load_arch, parse_arch, zoo_names
+from search_space import Network, build_model, load_arch, parse_arch, zoo_names
 from search_space.blocks import BLOCKS
+from search_space.runtime import FusedNetwork, fused_network
 
 DT = torch.float64
 TOL = 1e-9  # float64; the contract is 1e-5
@@ -94,7 +95,7 @@ def test_block_cases_cover_every_block_type() -> None:
 @pytest.mark.parametrize("stage", BLOCK_STAGES, ids=lambda s: s["block"])
 def test_every_block_type_fused_equals_reference(stage):
     arch = parse_arch(one_stage_arch(stage))
-    model = build_model(arch).to(DT)
+    model = build_model(arch, runtime="fused").to(DT)
     calibrate(model, torch.randn(8, 3, 16, 16, dtype=DT))
     assert_close(*fast_and_reference(model, torch.randn(3, 3, 16, 16, dtype=DT)))
 
@@ -106,7 +107,7 @@ def test_every_block_type_fused_equals_reference(stage):
 )
 def test_heads_fused_equal_reference(head):
     stage = {"block": "clc", "out": 32, "g1": 8, "g2": 2}
-    model = build_model(parse_arch(one_stage_arch(stage, head))).to(DT)
+    model = build_model(parse_arch(one_stage_arch(stage, head)), runtime="fused").to(DT)
     calibrate(model, torch.randn(8, 3, 16, 16, dtype=DT))
     assert_close(*fast_and_reference(model, torch.randn(3, 3, 16, 16, dtype=DT)))
 
@@ -119,7 +120,7 @@ def test_every_zoo_model_fused_equals_reference(name):
     final map, so it keeps its native resolution."""
     arch = load_arch(name)
     res = arch.resolution if arch.head.type == "conv_classifier" else min(arch.resolution, 64)
-    model = build_model(arch).to(DT)
+    model = build_model(arch, runtime="fused").to(DT)
     calibrate(model, torch.randn(4, arch.in_channels, res, res, dtype=DT))
     assert_close(*fast_and_reference(model, torch.randn(2, arch.in_channels, res, res, dtype=DT)))
 
@@ -131,7 +132,7 @@ def test_fused_float32_is_as_accurate_as_the_reference(name):
     reference's own float32 level (about 1e-6 to 1e-5 of the output scale here)."""
     arch = load_arch(name)
     r = arch.resolution
-    model = calibrate(build_model(arch), torch.randn(16, 3, r, r))
+    model = calibrate(build_model(arch, runtime="fused"), torch.randn(16, 3, r, r))
     x = torch.randn(1, 3, r, r)
     fast, ref = fast_and_reference(model, x)
     with torch.no_grad():
@@ -147,7 +148,7 @@ def test_fused_form_executes_exactly_the_spec_madds(name):
     """Counted at dispatch (every conv, mm, addmm, bmm, baddbmm call, `out=` variants
     included) on the fused form at batch 1: equal to the analytic SPEC §3 count."""
     arch = load_arch(name)
-    model = build_model(arch).eval()
+    model = build_model(arch, runtime="fused").eval()
     x = torch.randn(1, arch.in_channels, arch.resolution, arch.resolution)
     with torch.inference_mode():
         model(x)
@@ -160,8 +161,8 @@ def test_fused_form_executes_exactly_the_spec_madds(name):
 
 def test_fast_and_reference_builds_share_parameters_and_state_dict() -> None:
     arch = load_arch("clcnet_a")
-    fast, ref = build_model(arch), build_model(arch, fast=False)
-    assert fast.fast and not ref.fast
+    fast, ref = build_model(arch, runtime="fused"), build_model(arch)
+    assert isinstance(fast, FusedNetwork) and type(ref) is Network
     assert list(fast.state_dict()) == list(ref.state_dict())
     assert sum(p.numel() for p in fast.parameters()) == 3_253_640  # SPEC §3
     ref.load_state_dict(fast.state_dict())
@@ -169,7 +170,7 @@ def test_fast_and_reference_builds_share_parameters_and_state_dict() -> None:
     fast.eval(), ref.eval()
     with torch.inference_mode():
         y_fast, y_ref = fast(x), ref(x)
-    assert fast._plan is not None and ref._plan is None
+    assert fast._plan is not None
     assert (y_fast - y_ref).abs().max().item() < 1e-5
     # the fused form is not a submodule: not in parameters, buffers or the state_dict
     assert list(fast.state_dict()) == list(ref.state_dict())
@@ -178,7 +179,7 @@ def test_fast_and_reference_builds_share_parameters_and_state_dict() -> None:
 
 def small_model() -> nn.Module:
     arch = parse_arch(one_stage_arch({"block": "clc", "out": 32, "g1": 8, "g2": 2, "repeat": 2}))
-    return calibrate(build_model(arch), torch.randn(8, 3, 16, 16))
+    return calibrate(build_model(arch, runtime="fused"), torch.randn(8, 3, 16, 16))
 
 
 def run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -230,7 +231,7 @@ def test_fused_form_follows_dtype_and_train_flags() -> None:
     model.eval()
 
 
-def test_reference_paths_never_use_the_fused_form() -> None:
+def test_reference_paths_never_use_the_fused_form(monkeypatch) -> None:
     x = torch.randn(2, 3, 16, 16)
     model = small_model()
     with torch.no_grad():
@@ -240,17 +241,21 @@ def test_reference_paths_never_use_the_fused_form() -> None:
     with torch.inference_mode():
         model(x)
     assert model._plan is None  # training mode
-    ref = copy.deepcopy(model).eval()
-    ref.fast = False
-    run(ref, x)
-    assert ref._plan is None
+    # the reference runtime (the default): never the fused form, even under inference_mode
+    ref = build_model(model.arch)
+    ref.load_state_dict(model.state_dict())
+    monkeypatch.setattr(fused_network, "fuse", None)  # would fail if called
+    with torch.no_grad():
+        expected = ref.eval()(x)
+    assert torch.equal(run(ref, x), expected)
+    assert type(ref) is Network and not hasattr(ref, "_plan")
 
 
 def test_gradients_are_those_of_the_reference_modules() -> None:
     """Training runs the reference modules: a fast build and a reference build with the same
     weights give the same gradients."""
     arch = parse_arch(one_stage_arch({"block": "clc", "out": 32, "g1": 8, "g2": 2}))
-    fast, ref = build_model(arch), build_model(arch, fast=False)
+    fast, ref = build_model(arch, runtime="fused"), build_model(arch)
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(4, 3, 16, 16)
     for m in (fast, ref):

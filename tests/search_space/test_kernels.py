@@ -1,4 +1,4 @@
-"""`search_space/blocks/inference/kernels.py`: the packed oneDNN convolution and the GEMM that
+"""`search_space/runtime/kernels.py`: the packed oneDNN convolution and the GEMM that
 runs on MKL or oneDNN by shape. Each against float64 `F.conv2d` / matmul (the 1e-5 contract),
 the per-shape rule, the pack cache and what copies, pickling and dtype changes do to it, and the
 multiply-adds `FlopCounterMode` counts."""
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from search_space.blocks.inference import kernels
-from search_space.blocks.inference.kernels import Conv, Gemm, use_onednn
+from search_space.runtime import kernels
+from search_space.runtime.kernels import Conv, Gemm, use_onednn
 
 pytestmark = pytest.mark.skipif(not kernels._ONEDNN, reason="PyTorch built without oneDNN")
 
@@ -148,6 +148,8 @@ def test_copies_pickles_and_dtype_changes_pack_again() -> None:
 
 
 def test_flop_counter_counts_the_onednn_kernels() -> None:
+    kernels.register_flop_formula_once()  # what `fuse` does on first use; twice is harmless
+    kernels.register_flop_formula_once()
     conv = Conv(torch.randn(24, 4, 3, 3), None, stride=(2, 2), padding=(1, 1), groups=4)
     gemm = Gemm(torch.randn(2, 512, 512), torch.randn(1024), "relu")
     x, a = torch.randn(1, 16, 10, 10), torch.randn(49, 1024)

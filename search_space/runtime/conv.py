@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_space.blocks.inference.folding import (
+from search_space.runtime.folding import (
     Order,
     act_name,
     fold_bn,
@@ -34,7 +34,7 @@ from search_space.blocks.inference.folding import (
     rows,
     to_channels_last,
 )
-from search_space.blocks.inference.kernels import Conv, Gemm, onednn_runs
+from search_space.runtime.kernels import Conv, Gemm, onednn_runs
 
 GEMM_MAX_PIXELS = 28 * 28  # dense 1x1: `kernels.Gemm` on maps up to 28x28
 GROUPED_GEMM_MAX_PIXELS = 14 * 14  # grouped 1x1: grouped `kernels.Gemm` up to 14x14

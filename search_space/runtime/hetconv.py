@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.blocks.hetconv import HetConvBlock
-from search_space.blocks.inference.conv import FusedConv, im2col
-from search_space.blocks.inference.folding import (
+from search_space.runtime.conv import FusedConv, im2col
+from search_space.runtime.folding import (
     act_,
     act_name,
     bn_affine,
@@ -40,7 +40,7 @@ from search_space.blocks.inference.folding import (
     rows,
     to_channels_last,
 )
-from search_space.blocks.inference.kernels import Conv, Gemm
+from search_space.runtime.kernels import Conv, Gemm
 
 IM2COL_MAX_ROWS = 4 * 4  # one batched GEMM over the patch rows up to 16 pixels in the batch
 GEMM_MIN_GROUP_OUT = 16  # below this many outputs per group the NCHW form wins

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.blocks.heads import ConvClassifier, FCClassifier
-from search_space.blocks.inference.conv import FusedConv
-from search_space.blocks.inference.folding import (
+from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, SqueezeExcite
+from search_space.runtime.conv import FusedConv
+from search_space.runtime.folding import (
     Order,
     bn_affine,
     fold_bn,
@@ -28,8 +29,7 @@ from search_space.blocks.inference.folding import (
     rows,
     to_channels_last,
 )
-from search_space.blocks.inference.kernels import Gemm
-from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, SqueezeExcite
+from search_space.runtime.kernels import Gemm
 
 
 class FusedChannelWise(nn.Module):

@@ -1,4 +1,4 @@
-"""`fuse_for_inference`: the inference form of a block or a whole network.
+"""`fuse`: the inference form of a block or a whole network.
 
 Every module of the reference tree is replaced by its fused form (BN folded, channels_last, the
 per-shape implementations of `conv.py`, `clc.py`, `hetconv.py`, `layers.py`); a module without a
@@ -9,7 +9,7 @@ GEMMs, a depthwise separable block's pointwise convolution); otherwise one gathe
 
 The fused module is for `torch.inference_mode()` on CPU. It holds folded copies of the weights
 (a few small parameters without a fused form, e.g. e-ANT's mixing logits, are read from the
-reference module), so `Network` rebuilds it when anything it was built from changes.
+reference module), so `FusedNetwork` rebuilds it when anything it was built from changes.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ from search_space.blocks.clc import ClcBlock
 from search_space.blocks.dws import DwsBlock
 from search_space.blocks.heads import ConvClassifier, FCClassifier
 from search_space.blocks.hetconv import HetConvBlock
-from search_space.blocks.inference.clc import FusedClc, wanted_order, z_crf
-from search_space.blocks.inference.conv import FusedConv
-from search_space.blocks.inference.folding import Order, Reorder
-from search_space.blocks.inference.hetconv import fuse_hetconv
-from search_space.blocks.inference.layers import (
+from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAct, SqueezeExcite
+from search_space.builder import Network
+from search_space.runtime.clc import FusedClc, wanted_order, z_crf
+from search_space.runtime.conv import FusedConv
+from search_space.runtime.folding import Order, Reorder
+from search_space.runtime.hetconv import fuse_hetconv
+from search_space.runtime.kernels import register_flop_formula_once
+from search_space.runtime.layers import (
     ChannelsLastShuffle,
     FusedBatchNorm,
     FusedChannelWise,
@@ -36,7 +39,6 @@ from search_space.blocks.inference.layers import (
     FusedFCHead,
     FusedSqueezeExcite,
 )
-from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, ConvBNAct, SqueezeExcite
 
 # Modules whose fused form takes the order its input arrives in and can write any output order.
 OrderedFuser = Callable[[nn.Module, Order, Order], tuple[nn.Module, Order]]
@@ -175,6 +177,7 @@ def preferred_order(module: nn.Module) -> Order:
 def fuse_block(module: nn.Module, *, in_order: Order = None, out_order: Order = None) -> nn.Module:
     """Fused form of one block (or layer) that receives its input stored in `in_order` and
     writes `out_order` where it can (as it would inside a network); natural order otherwise."""
+    register_flop_formula_once()
     with torch.no_grad():
         fuser = ORDERED.get(type(module))
         if fuser is None:
@@ -182,10 +185,11 @@ def fuse_block(module: nn.Module, *, in_order: Order = None, out_order: Order = 
         return fuser(module, in_order, out_order)[0]
 
 
-def fuse_for_inference(module: nn.Module) -> nn.Module:
-    """Inference-only fused copy of a block, head or `Network` (same function in eval mode)."""
-    from search_space.builder import Network
-
+def fuse(module: nn.Module) -> nn.Module:
+    """Inference-only fused copy of a block, head or `Network`: the same function as `module` in
+    eval mode, with the same multiply-adds, for `torch.inference_mode()` on CPU. The copy does
+    not follow later changes to `module` (a `FusedNetwork` rebuilds its own)."""
+    register_flop_formula_once()
     with torch.no_grad():
         if isinstance(module, Network):
             units: list[nn.Module] = list(module.stem.children())

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.blocks.clc import IGC
+from search_space.builder import Network
+from search_space.runtime.fused_network import FusedNetwork
 
 MAX_DEPTHWISE_CRF = 4  # beyond this many inputs per group the grouped convolution is kept
 
@@ -59,11 +61,10 @@ class DepthwiseIGC(nn.Module):
 
 def onnx_form(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` with every small-CRF IGC as depthwise convolutions."""
-    from search_space.builder import Network
-
     form = copy.deepcopy(model).eval()
-    if isinstance(form, Network):
-        form.fast = False  # export traces the reference modules, never the CPU inference plan
+    if isinstance(form, FusedNetwork):
+        # a downcast (the same modules): export traces the reference modules, never the fused form
+        form.__class__ = Network  # type: ignore[assignment]
     for parent in list(form.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, IGC):

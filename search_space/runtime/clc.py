@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from search_space.blocks.clc import ClcBlock
-from search_space.blocks.inference.folding import (
+from search_space.runtime.folding import (
     Order,
     Reorder,
     bn_affine,
@@ -58,7 +58,7 @@ from search_space.blocks.inference.folding import (
     same_order,
     to_channels_last,
 )
-from search_space.blocks.inference.kernels import Conv, Gemm
+from search_space.runtime.kernels import Conv, Gemm
 
 Z_MAX_CRF = 2  # c: the Z kernel is k x c*k; at c = 4 the grouped convolution is as fast
 Z_MAX_OUT = 2  # r: outputs per IGC group

@@ -59,10 +59,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import register_flop_formula
+from torch.utils.flop_counter import flop_registry, register_flop_formula
 
 from search_space import torch_compat
-from search_space.blocks.inference.folding import act_, to_channels_last
+from search_space.runtime.folding import act_, to_channels_last
 
 # (fewest rows, least K*N/g weights): the first row that applies decides
 ONEDNN_MIN_WEIGHTS = ((196, 2**16), (49, 2**17), (2, 2**18), (1, 2**19))
@@ -219,12 +219,17 @@ class Gemm(_Packed):
         return _pack(weight, [0, 0], [1, 1], self.groups, [1, self.k, rows, 1])
 
 
-if _ONEDNN:
+def _convolution_pointwise_flops(
+    x_shape: torch.Size, w_shape: torch.Size, *args: Any, out_shape: torch.Size, **kwargs: Any
+) -> int:
+    """`2 * outputs * (C/g) * kh * kw`, the convolution's multiply-adds counted twice."""
+    return 2 * prod(out_shape) * prod(w_shape[1:])
 
-    @register_flop_formula(torch_compat.CONVOLUTION_POINTWISE)
-    def _convolution_pointwise_flops(
-        x_shape: torch.Size, w_shape: torch.Size, *args: Any, out_shape: torch.Size, **kwargs: Any
-    ) -> int:
-        """For `FlopCounterMode` (the MAdds tests and benchmarks count at dispatch):
-        `2 * outputs * (C/g) * kh * kw`."""
-        return 2 * prod(out_shape) * prod(w_shape[1:])
+
+def register_flop_formula_once() -> None:
+    """Teach `torch.utils.flop_counter.FlopCounterMode` (the MAdds tests and benchmarks count at
+    dispatch) the oneDNN convolution the kernels run. Called by `fuse` and the fused network on
+    first use, never at import: importing clnas changes no global state of torch."""
+    op = torch_compat.CONVOLUTION_POINTWISE
+    if _ONEDNN and op not in flop_registry:
+        register_flop_formula(op)(_convolution_pointwise_flops)
