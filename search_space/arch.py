@@ -24,10 +24,10 @@ from search_space.errors import ArchError, format_path
 FORMAT = "clnas.arch/1"
 M = TypeVar("M", bound=BaseModel)
 
-# Upper bounds on a document (docs/limits.md#architecture-documents). Each sits far above the
-# largest value in the zoo (in brackets) and keeps analysing any accepted document cheap: the
+# Upper bounds on a document (docs/limits.md#architecture-documents). Each is at least twice the
+# largest value in the zoo (in brackets) and keeps analysing any accepted document bounded: the
 # structural walk and the cost model visit every block, and the CRF analysis (objectives.cdg)
-# holds a boolean matrix of a block's widest layer pair, so widths bound its memory.
+# holds boolean matrices as wide as a block's widest layer, so widths bound its memory.
 MAX_CHANNELS = 4096  # channels of any layer: stage, stem, mid, bottleneck, head [1920]
 MAX_IN_CHANNELS = 64  # channels of the input image [3]
 MAX_EXPAND = 16  # expansion ratio of mbconv / ant / eant [6]
