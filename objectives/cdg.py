@@ -12,6 +12,8 @@ The CRF of an output channel is its row; a block is FCRF iff every row is all tr
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -267,11 +269,48 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@lru_cache(maxsize=1024)
+# Block CDGs kept across calls, bounded by bytes rather than count: a CDG is `cout x cin` bools,
+# up to 16 MiB at the 4096-channel bound (docs/limits.md), so 1024 entries could hold 16 GiB.
+CDG_CACHE_BYTES = 256 * 2**20
+
+
+class _CDGCache:
+    """Least-recently-used block CDGs, at most `CDG_CACHE_BYTES` in all (thread-safe: the
+    service costs documents on several threads)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[_Signature, CDG] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, signature: _Signature) -> CDG:
+        with self._lock:
+            d = self._items.get(signature)
+            if d is not None:
+                self._items.move_to_end(signature)
+                return d
+        d = BLOCK_CDGS[signature.plan.block](signature.plan)
+        d.flags.writeable = False  # shared between every caller of the cache
+        with self._lock:
+            if signature not in self._items and d.nbytes <= self.max_bytes:
+                self._items[signature] = d
+                self.nbytes += d.nbytes
+                while self.nbytes > self.max_bytes:
+                    self.nbytes -= self._items.popitem(last=False)[1].nbytes
+        return d
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+_CDG_CACHE = _CDGCache(CDG_CACHE_BYTES)
+
+
 def _cached_block_cdg(signature: _Signature) -> CDG:
-    d = BLOCK_CDGS[signature.plan.block](signature.plan)
-    d.flags.writeable = False  # shared between every caller of the cache
-    return d
+    return _CDG_CACHE.get(signature)
 
 
 def block_signature(plan: BlockPlan) -> _Signature:

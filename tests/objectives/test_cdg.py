@@ -340,3 +340,23 @@ def test_repeated_blocks_share_one_cached_cdg() -> None:
     blocks = _clcnet(interlace=True)
     repeats = [d for plan, d in blocks if plan.stage == 6]
     assert len(repeats) == 5 and all(d is repeats[1] for d in repeats[1:])
+
+
+def test_cdg_cache_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block-CDG cache evicts by size: the service costs untrusted documents whose CDGs can
+    reach 16 MiB each (docs/limits.md), so a count bound alone could hold gigabytes."""
+    from objectives import cdg
+    from search_space.zoo import zoo_arch
+
+    blocks = list(zoo_arch("mobilenet_v2").blocks())
+    sizes = sorted(cdg.BLOCK_CDGS[p.block](p).nbytes for p in blocks)
+    limit = sizes[-1] + sizes[-2]  # room for about two of the largest
+    cache = cdg._CDGCache(limit)
+    monkeypatch.setattr(cdg, "_CDG_CACHE", cache)
+    for plan in blocks:
+        got = cdg.block_cdg(plan)
+        assert np.array_equal(got, cdg.BLOCK_CDGS[plan.block](plan))
+        assert 0 < cache.nbytes <= limit
+    assert len(cache._items) < len({cdg.block_signature(p) for p in blocks})
+    plan = blocks[-1]
+    assert cdg.block_cdg(plan) is cdg.block_cdg(plan)  # a hit returns the cached array
