@@ -14,7 +14,10 @@ rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-"$venv/bin/python" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,check,export]"
+# the constraint keeps torch where it is while everything else moves to its newest release
+echo "torch==${TORCH_VERSION:-2.13.0}" > "$venv/torch-constraint.txt"
+"$venv/bin/python" -m pip install -q --upgrade --upgrade-strategy eager \
+  -c "$venv/torch-constraint.txt" -e ".[test,check,export]"
 "$venv/bin/python" -m pip check
 echo "== resolved (newest allowed):"
 "$venv/bin/python" -m pip list --format=freeze 2>/dev/null \
