@@ -47,7 +47,7 @@ class Budget(BaseModel):
 
     def check(self, report: Any) -> Verdict:
         """Judge a cost report (`objectives.cost_report`): FCRF and CRF limits apply to the
-        blocks (rows with a stage), not to the stem or the head (SPEC §2)."""
+        blocks (rows with a stage), not to the stem or the head (docs/design.md §2)."""
         blocks = [b for b in report.blocks if b.stage is not None]
         needs_crf = self.require_fcrf or self.min_crf_fraction is not None
         if needs_crf and report.fcrf is None:

@@ -1,4 +1,4 @@
-"""Channel dependency graphs and the full-channel-receptive-field rule (SPEC §2).
+"""Channel dependency graphs and the full-channel-receptive-field rule (docs/design.md §2).
 
 The CDG of a layer is the boolean matrix `D[out, in]`: true where output channel `out` is
 computed from input channel `in`. Layer CDGs come from structure alone (groups, interlace,
@@ -38,7 +38,7 @@ def identity(channels: int) -> CDG:
 
 
 def grouped(cin: int, cout: int, groups: int = 1) -> CDG:
-    """Grouped conv (any kernel): output group `j` reads input group `j` (SPEC §1.1).
+    """Grouped conv (any kernel): output group `j` reads input group `j` (docs/design.md §1.1).
 
     `groups = 1` is the dense conv, `groups = cin = cout` the depthwise conv."""
     if cin % groups or cout % groups:
@@ -57,14 +57,15 @@ def gather(channels: int, index: ArrayLike) -> CDG:
 
 
 def interlace(channels: int, groups: int) -> CDG:
-    """ShuffleNet shuffle / clcNet interlace: `out[k*g + i] = in[i*(C/g) + k]` (SPEC §1.1, §1.2)."""
+    """ShuffleNet shuffle / clcNet interlace: `out[k*g + i] = in[i*(C/g) + k]` (docs/design.md
+    §1.1, §1.2)."""
     if channels % groups:
         raise ValueError(f"{groups} groups do not divide {channels} channels")
     return gather(channels, np.arange(channels).reshape(groups, -1).T.ravel())
 
 
 def channel_wise(cin: int, cw_kernel: int, kernels: int = 1, cw_stride: int = 1) -> CDG:
-    """ChannelNets channel-wise conv (Sec. 3; the group version is Sec. 3.3; SPEC §1.4).
+    """ChannelNets channel-wise conv (Sec. 3; the group version is Sec. 3.3; docs/design.md §1.4).
 
     Every kernel yields `cin / cw_stride` outputs; output `o` of each kernel reads the window
     `[o*s - front, o*s - front + dc)` clipped to `[0, cin)` (padding rule of `cw_padding`).
@@ -79,16 +80,18 @@ def channel_wise(cin: int, cw_kernel: int, kernels: int = 1, cw_stride: int = 1)
 
 
 def hetconv(cin: int, cout: int, part: int) -> CDG:
-    """HetConv, contiguous arrangement (SPEC §1.3): the kxk part is a grouped conv with `P`
+    """HetConv, contiguous arrangement (docs/design.md §1.3): the kxk part is a grouped conv with
+    `P`
     groups; the 1x1 part of output group `j` reads every input group except `j`."""
     spatial = grouped(cin, cout, part)
     return spatial | ~spatial if part > 1 else spatial
 
 
 def attention(channels: int, hidden: int = 1) -> CDG:
-    """Squeeze-and-excitation `x * sigmoid(FC(ReLU(FC(pool(x)))))` (ANTNets, SPEC §1.5): the
+    """Squeeze-and-excitation `x * sigmoid(FC(ReLU(FC(pool(x)))))` (ANTNets, docs/design.md §1.5):
+    the
     identity path unioned with the two FCs that produce the attention vector, so every output
-    depends on every channel (SPEC §2), whatever the hidden width."""
+    depends on every channel (docs/design.md §2), whatever the hidden width."""
     excite = compose(grouped(channels, hidden), grouped(hidden, channels))
     return identity(channels) | excite
 
@@ -187,7 +190,7 @@ def _ant(p: BlockPlan) -> CDG:
 
 
 def _eant(p: BlockPlan) -> CDG:
-    # e-ANTBlock: softmax-weighted sum of the members, shortcut added once (SPEC §1.5).
+    # e-ANTBlock: softmax-weighted sum of the members, shortcut added once (docs/design.md §1.5).
     return _residual(union(*(_ant_branch(p, g) for g in p.spec.groups)), p)
 
 
@@ -337,7 +340,7 @@ def signature_crf(signature: _Signature) -> tuple[float, float]:
 
 
 def block_crf(plan: BlockPlan) -> tuple[float, float]:
-    """(min, mean) over output channels of the block's CRF fraction (SPEC §2), cached."""
+    """(min, mean) over output channels of the block's CRF fraction (docs/design.md §2), cached."""
     return signature_crf(block_signature(plan))
 
 
@@ -355,5 +358,6 @@ def crf_fractions(d: CDG) -> np.ndarray:
 
 
 def is_fcrf(d: CDG) -> bool:
-    """Full channel receptive field: every output channel sees every input channel (SPEC §2)."""
+    """Full channel receptive field: every output channel sees every input channel (docs/design.md
+    §2)."""
     return bool(d.all())

@@ -1,7 +1,9 @@
-"""Analytic cost model (SPEC §3): MAdds and parameters of a candidate, from the document alone.
+"""Analytic cost model (docs/design.md §3): MAdds and parameters of a candidate, from the document
+alone.
 
 No module is built and nothing is traced, so a report costs microseconds and the search can
-reject over-budget candidates before any training. Conventions (SPEC §3), which the tests hold
+reject over-budget candidates before any training. Conventions (docs/design.md §3), which the tests
+hold
 to fvcore's count of the built module *exactly*:
 
 - `madds`: multiply-adds of convolutions, linear layers and matmuls in eval mode, batch 1.
@@ -12,12 +14,14 @@ to fvcore's count of the built module *exactly*:
   that count FLOPs with the bias (HetConv Table 1) compare against `madds + conv_bias_adds`.
 
 Every function below mirrors one module in `search_space/blocks` layer by layer; a conv with
-`groups = g` from `cin` to `cout` costs `cout * (cin / g) * kh * kw` per output pixel (SPEC §1.1).
+`groups = g` from `cin` to `cout` costs `cout * (cin / g) * kh * kw` per output pixel
+(docs/design.md §1.1).
 
-Each row also carries its channel receptive field (SPEC §2): the min and mean over output
+Each row also carries its channel receptive field (docs/design.md §2): the min and mean over output
 channels of the fraction of input channels they see, from the block's CDG (`objectives.cdg`).
 The stem and the FC head are dense (1.0); the conv classification layer is not: logit `j` reads
-only channels `j .. j + M - n`. The FCRF verdict is per *block* (SPEC §2): `fcrf` holds iff every
+only channels `j .. j + M - n`. The FCRF verdict is per *block* (docs/design.md §2): `fcrf` holds
+iff every
 block row (the stage rows, not the stem or head) has a minimum of 1.0.
 """
 
@@ -68,7 +72,8 @@ def _total(*parts: Cost) -> Cost:
 def conv(
     cin: int, cout: int, *, area: int = 1, pixels: int, groups: int = 1, bias: bool = False
 ) -> Cost:
-    """Grouped conv, kernel area `kh*kw`, `pixels = Ho*Wo` output positions (SPEC §1.1)."""
+    """Grouped conv, kernel area `kh*kw`, `pixels = Ho*Wo` output positions (docs/design.md
+    §1.1)."""
     weights = cout * (cin // groups) * area
     return Cost(
         weights * pixels,
@@ -78,7 +83,7 @@ def conv(
 
 
 def bn(channels: int) -> Cost:
-    """BatchNorm: affine weight and bias, no MAdds (SPEC §3)."""
+    """BatchNorm: affine weight and bias, no MAdds (docs/design.md §3)."""
     return Cost(0, 2 * channels)
 
 
@@ -94,7 +99,8 @@ def linear(cin: int, cout: int) -> Cost:
 
 
 def channel_wise(cw_kernel: int, *, kernels: int, out_channels: int, pixels: int) -> Cost:
-    """ChannelNets channel-wise conv (SPEC §1.4): weights `kernels*dc`, MAdds `dc*C_out*H*W`."""
+    """ChannelNets channel-wise conv (docs/design.md §1.4): weights `kernels*dc`, MAdds
+    `dc*C_out*H*W`."""
     return Cost(cw_kernel * out_channels * pixels, cw_kernel * kernels)
 
 
@@ -141,7 +147,8 @@ def dws_block(p: BlockPlan) -> Cost:
 def _inverted_residual(
     p: BlockPlan, *, expand: int, kernel: int, groups: int = 1, se_ratio: int | None = None
 ) -> Cost:
-    """MobileNetV2 inverted residual (SPEC §1.1); with `se_ratio` the ANTBlock (SPEC §1.5)."""
+    """MobileNetV2 inverted residual (docs/design.md §1.1); with `se_ratio` the ANTBlock
+    (docs/design.md §1.5)."""
     in_px, out_px = _pixels(p)
     hidden = p.cin * expand
     return _total(
@@ -172,7 +179,7 @@ def ant_block(p: BlockPlan) -> Cost:
 
 
 def eant_block(p: BlockPlan) -> Cost:
-    """ANTNets e-ANTBlock: `K` ANTBlock bodies plus `K` ensemble logits (SPEC §1.5)."""
+    """ANTNets e-ANTBlock: `K` ANTBlock bodies plus `K` ensemble logits (docs/design.md §1.5)."""
     s = p.spec
     members = (
         _inverted_residual(p, expand=s.expand, kernel=s.kernel, groups=g, se_ratio=s.se_ratio)
@@ -218,7 +225,8 @@ def dwscw_block(p: BlockPlan) -> Cost:
 
 
 def shuffle_block(p: BlockPlan) -> Cost:
-    """ShuffleNet unit (SPEC §1.6): bottleneck `out/4`; at stride 2 the branch makes `out - in`
+    """ShuffleNet unit (docs/design.md §1.6): bottleneck `out/4`; at stride 2 the branch makes `out
+    - in`
     channels and the average-pooled shortcut is free."""
     s, (in_px, out_px) = p.spec, _pixels(p)
     mid = p.cout // 4
@@ -283,7 +291,8 @@ def fc_head(head: FCHead, *, channels: int, size: int, num_classes: int) -> Cost
 
 
 def conv_classifier_head(*, channels: int, size: int, num_classes: int) -> Cost:
-    """ChannelNets conv classification layer (SPEC §1.4): a Conv3d kernel `(M - n + 1, Hf, Wf)`,
+    """ChannelNets conv classification layer (docs/design.md §1.4): a Conv3d kernel `(M - n + 1,
+    Hf, Wf)`,
     no padding, no bias, over `(1, M, Hf, Wf)`: MAdds `n*(M - n + 1)*Hf*Wf`."""
     weights = (channels - num_classes + 1) * size * size
     return Cost(num_classes * weights, weights)
@@ -483,7 +492,7 @@ def _head_row(a: Arch) -> BlockCost:
     head, n = a.head, a.num_classes
     if isinstance(head, ConvClassifierHead):
         cost = conv_classifier_head(channels=channels, size=size, num_classes=n)
-        # Logit j reads channels j .. j + M - n only (SPEC §1.4): not a full CRF.
+        # Logit j reads channels j .. j + M - n only (docs/design.md §1.4): not a full CRF.
         crf = (channels - n + 1) / channels
     else:
         cost = fc_head(head, channels=channels, size=size, num_classes=n)

@@ -1,4 +1,4 @@
-"""The reference count the analytic cost model is tested against (SPEC §3): fvcore's
+"""The reference count the analytic cost model is tested against (docs/design.md §3): fvcore's
 `FlopCountAnalysis` of the built module in eval mode, batch 1, restricted to the operators that
 are multiply-adds (fvcore also counts batch norm and adaptive pooling by default)."""
 

@@ -1,4 +1,4 @@
-"""clcNet's cost-minimising group setting (clcNet Eq. 2, Table 1; SPEC §1.2)."""
+"""clcNet's cost-minimising group setting (clcNet Eq. 2, Table 1; docs/design.md §1.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Measured latency (SPEC §3): median of repeated forward passes in inference mode after
+"""Measured latency (docs/design.md §3): median of repeated forward passes in inference mode after
 warm-up, on this machine, with the thread count recorded.
 
 Two backends, so that users see the latency their deployment will have:

@@ -1,4 +1,4 @@
-"""The `clnas.arch/1` architecture format (SPEC §4): one candidate network as a document.
+"""The `clnas.arch/1` architecture format (docs/design.md §4): one candidate network as a document.
 
 Parsing is strict (unknown keys and wrong types are rejected) and every error names the path of
 the offending value, e.g. `stages[3].g1: 3 does not divide 128 input channels`. Structural checks
@@ -242,7 +242,8 @@ class Arch(_Strict):
         return size
 
     def blocks(self, resolution: int | None = None) -> Iterator[BlockPlan]:
-        """Every block in order with its channels, stride and spatial sizes (SPEC §4 stage rule)."""
+        """Every block in order with its channels, stride and spatial sizes (docs/design.md §4
+        stage rule)."""
         cin = self.stem.out if self.stem is not None else self.in_channels
         size = self.stem_size(resolution)
         for si, stage in enumerate(self.stages):

@@ -1,4 +1,4 @@
-"""Define-by-run sampling of an arch from a space (SPEC §5).
+"""Define-by-run sampling of an arch from a space (docs/design.md §5).
 
 Dimensions are suggested in order over anything with Optuna's `suggest_categorical` /
 `suggest_int` (an `optuna.Trial`, or `RandomSuggester` for plain random draws). Choices that

@@ -1,5 +1,5 @@
 """The REST control plane: `create_app(settings)` wires the state, middleware, error handlers
-and routers together (issue 5). Reference: docs/API.md."""
+and routers together (issue 5). Reference: docs/api.md."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="clnas",
         version=tools.VERSION,
-        description="Architecture search over channel-local CNN blocks. See docs/API.md.",
+        description="Architecture search over channel-local CNN blocks. See docs/api.md.",
         lifespan=lifespan,
     )
     app.state.clnas = state

@@ -1,7 +1,7 @@
 """Operations that touch both our tables and Optuna's: submit, cancel, resume and delete a
 study, promote a trial to full training, cancel a job. Routes call these; they raise
 `service.errors` exceptions, commit through the session they are given, and know nothing of
-HTTP. Reference: docs/API.md."""
+HTTP. Reference: docs/api.md."""
 
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ def delete(state: State, s: Session, study_id: int) -> None:
 
 def promote(state: State, s: Session, study_id: int, number: int,
             request: dict[str, Any]) -> JobRow:
-    """Queue a full training of one trial's design (SPEC §6); `request` is `PromoteIn`'s."""
+    """Queue a full training of one trial's design (docs/design.md §6); `request` is
+    `PromoteIn`'s."""
     trained_trial(snapshot(state, s, study_row(s, study_id)), number, "promoted")
     busy = s.scalar(select(JobRow.id).where(
         JobRow.study_id == study_id, JobRow.trial_number == number,

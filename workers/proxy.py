@@ -1,4 +1,5 @@
-"""Proxy training of one candidate on CIFAR-100 (SPEC §6): the recipe, the training loop with a
+"""Proxy training of one candidate on CIFAR-100 (docs/design.md §6): the recipe, the training loop
+with a
 per-epoch report hook (how Ray Tune and ASHA see progress), and the result with its costs."""
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class ProxyRecipe(BaseModel):
-    """SPEC §6 default proxy recipe. `lr` is the rate at batch 256; the optimiser uses
+    """docs/design.md §6 default proxy recipe. `lr` is the rate at batch 256; the optimiser uses
     `scaled_lr` = lr * batch_size / 256 (linear scaling), cosine-decayed to 0 per step."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)

@@ -1,4 +1,4 @@
-"""ANTNets' attention-nested block (Xiong et al., 2019; SPEC §1.5).
+"""ANTNets' attention-nested block (Xiong et al., 2019; docs/design.md §1.5).
 
 1x1 expansion to `t*M` + BN + ReLU6 (absent when t = 1), depthwise kxk (stride) + BN + ReLU6,
 channel attention (reduction `r`) on the depthwise output, linear 1x1 *group* projection (`g`

@@ -1,4 +1,4 @@
-"""clcNet's channel-local convolution block (Zhang, CVPR 2018; SPEC §1.2).
+"""clcNet's channel-local convolution block (Zhang, CVPR 2018; docs/design.md §1.2).
 
 IGC = grouped kxk conv `M -> L` with `g1` groups (carries the stride) followed by the channel
 interlace (the ShuffleNet shuffle with `g1` groups); then BN, *no activation*; then GC = grouped

@@ -1,4 +1,5 @@
-"""ANTNets' ensemble block e-ANTBlock (SPEC §1.5): `sum_k softmax(alpha)_k * ANTBlock_k(x)`
+"""ANTNets' ensemble block e-ANTBlock (docs/design.md §1.5): `sum_k softmax(alpha)_k *
+ANTBlock_k(x)`
 over `K` ANTBlocks that differ in their projection groups `g_1..g_K`, with `K` learnable logits.
 
 The shortcut is added once: softmax weights sum to 1, so `sum_k w_k (x + f_k(x)) = x + sum_k

@@ -1,4 +1,5 @@
-"""ChannelNets' group channel-wise module GCWM (SPEC §1.4): a GM whose second 1x1 group conv
+"""ChannelNets' group channel-wise module GCWM (docs/design.md §1.4): a GM whose second 1x1 group
+conv
 (+ BN + ReLU6) is followed by a group channel-wise conv with `g` groups and kernel `dc`, which
 fuses information across the groups; identity shortcut at stride 1 when M == N.
 

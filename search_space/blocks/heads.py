@@ -1,5 +1,6 @@
 """Classifier heads: `fc` (optional 1x1 conv + BN + act, global pool, optional hidden FC + BN1d +
-ReLU layers, dropout, FC) and ChannelNets' convolutional classification layer (SPEC §1.4)."""
+ReLU layers, dropout, FC) and ChannelNets' convolutional classification layer (docs/design.md
+§1.4)."""
 
 from __future__ import annotations
 

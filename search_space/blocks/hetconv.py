@@ -1,4 +1,4 @@
-"""HetConv: heterogeneous kernels (Singh et al., CVPR 2019; SPEC §1.3).
+"""HetConv: heterogeneous kernels (Singh et al., CVPR 2019; docs/design.md §1.3).
 
 Arrangement: **contiguous**. With part `P`, input and output channels split into `P` equal
 groups; every filter of output group `j` has kxk kernels on input group `j` and 1x1 kernels on

@@ -63,8 +63,8 @@ def bare_depthwise(channels: int, *, kernel: int, stride: int = 1) -> ConvBNAct:
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet shuffle (SPEC §1.1); with `groups = g1` it is clcNet's interlace
-    `out[k*g1 + i] = in[i*(L/g1) + k]` (SPEC §1.2)."""
+    """ShuffleNet shuffle (docs/design.md §1.1); with `groups = g1` it is clcNet's interlace
+    `out[k*g1 + i] = in[i*(L/g1) + k]` (docs/design.md §1.2)."""
     b, c, h, w = x.shape
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
@@ -93,7 +93,8 @@ def cw_padding(cw_kernel: int, cw_stride: int) -> tuple[int, int]:
 
 
 class ChannelWiseConv(nn.Module):
-    """ChannelNets channel-wise convolution (SPEC §1.4): a Conv3d with kernel `(dc, 1, 1)` over
+    """ChannelNets channel-wise convolution (docs/design.md §1.4): a Conv3d with kernel `(dc, 1,
+    1)` over
     the `(B, 1, C, H, W)` view, shared by every spatial position.
 
     `kernels` independent kernels each slide over all `C` channels with stride `cw_stride` and

@@ -1,4 +1,4 @@
-"""MobileNetV2 inverted residual (SPEC §1.1): 1x1 expand + BN + ReLU6 (absent when t = 1),
+"""MobileNetV2 inverted residual (docs/design.md §1.1): 1x1 expand + BN + ReLU6 (absent when t = 1),
 depthwise kxk + BN + ReLU6, linear 1x1 projection + BN; identity shortcut at stride 1, M == N."""
 
 from __future__ import annotations

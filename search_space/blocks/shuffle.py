@@ -1,4 +1,4 @@
-"""ShuffleNet (v1) unit (Zhang et al., CVPR 2018; SPEC §1.6).
+"""ShuffleNet (v1) unit (Zhang et al., CVPR 2018; docs/design.md §1.6).
 
 1x1 group conv to the bottleneck `out/4` + BN + ReLU, channel shuffle (`g`), 3x3 depthwise
 (stride) + BN, 1x1 group conv + BN. Stride 1: identity shortcut added; stride 2: 3x3 stride-2

@@ -1,4 +1,4 @@
-"""clcNet's CLC block for inference (SPEC §1.2): IGC -> BN -> GC -> BN -> ReLU, BN folded,
+"""clcNet's CLC block for inference (docs/design.md §1.2): IGC -> BN -> GC -> BN -> ReLU, BN folded,
 channels_last, the interlace folded away.
 
 **IGC as depthwise convolutions ("Z" path).** Write `c = M/g1` (IGC inputs per group, its CRF

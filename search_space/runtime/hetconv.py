@@ -1,4 +1,5 @@
-"""HetConv + BN + ReLU for inference (SPEC §1.3), contiguous arrangement, BN folded into both
+"""HetConv + BN + ReLU for inference (docs/design.md §1.3), contiguous arrangement, BN folded into
+both
 kernel parts, channels_last, exactly `Ho*Wo*N*(M/P*k*k + M - M/P)` multiply-adds.
 
 The 1x1 part of output group `j` reads every input group but `j`. Taken in *cyclic* order

@@ -1,4 +1,5 @@
-"""The search-space format `clnas.space/1` (SPEC §5): which dimensions of an arch are free.
+"""The search-space format `clnas.space/1` (docs/design.md §5): which dimensions of an arch are
+free.
 
 Every free dimension is a list of choices (an `IntRange` for `repeat`). A space is validated
 strictly, like an arch, and errors name the path (`stages[2].blocks[1]: unknown block type`).

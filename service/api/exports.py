@@ -1,5 +1,5 @@
 """Downloads: one trained trial as a `clnas.arch/1` document, a study's front as a
-`clnas.bundle/1` (docs/API.md)."""
+`clnas.bundle/1` (docs/api.md)."""
 
 from __future__ import annotations
 

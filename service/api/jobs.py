@@ -1,4 +1,4 @@
-"""Train jobs: promote a trial to full training, list, read and cancel jobs (docs/API.md)."""
+"""Train jobs: promote a trial to full training, list, read and cancel jobs (docs/api.md)."""
 
 from __future__ import annotations
 

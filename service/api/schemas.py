@@ -1,5 +1,5 @@
 """Every request and response model of the REST API and the dashboard's data endpoints (what
-`/openapi.json` promises). Reference: docs/API.md."""
+`/openapi.json` promises). Reference: docs/api.md."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ class StageCostOut(_Out):
 
 
 class CostOut(_Out):
-    """`objectives.cost_report` of a document (docs/API.md)."""
+    """`objectives.cost_report` of a document (docs/api.md)."""
 
     name: str
     resolution: int
@@ -187,7 +187,8 @@ class CostOut(_Out):
 
 
 class PromoteIn(BaseModel):
-    """Full training of one trial's design (SPEC §6); unset values come from the recipe."""
+    """Full training of one trial's design (docs/design.md §6); unset values come from the
+    recipe."""
 
     model_config = ConfigDict(extra="forbid")
     recipe: Literal["clcnet", "mobilenet_v2", "antnet"] = "clcnet"

@@ -1,4 +1,4 @@
-"""`/api/studies`: submit, list, read, cancel, resume and delete studies (docs/API.md)."""
+"""`/api/studies`: submit, list, read, cancel, resume and delete studies (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Stateless tools: the cost of a document, the zoo, the search spaces, and the service's
-health (docs/API.md)."""
+health (docs/api.md)."""
 
 from __future__ import annotations
 

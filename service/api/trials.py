@@ -1,4 +1,4 @@
-"""A study's trials, Pareto front, baselines and hypervolume history (docs/API.md), read from
+"""A study's trials, Pareto front, baselines and hypervolume history (docs/api.md), read from
 the snapshot cache (`service/store.py`)."""
 
 from __future__ import annotations

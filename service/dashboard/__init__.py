@@ -1,6 +1,6 @@
 """The dashboard (issue 6): a static single-page app at `/` over the REST API, plus three
 read-only endpoints under `/api/dashboard` that serve what it draws from one fast read of a
-study's trials (see `service/store.py`; reference: docs/API.md).
+study's trials (see `service/store.py`; reference: docs/api.md).
 
 Static assets ship as package data (`static/`); Plotly's JS comes from the installed `plotly`
 wheel, so the dashboard works offline.

@@ -1,4 +1,5 @@
-"""The CDG against its two independent oracles (SPEC §2): closed-form rules and the autograd
+"""The CDG against its two independent oracles (docs/design.md §2): closed-form rules and the
+autograd
 Jacobian of the built block, on 200 random small blocks of every type."""
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def test_channel_wise_equals_autograd_jacobian(seed: int) -> None:
 def test_always_fcrf(block: str) -> None:
     """A dense 1x1 conv fuses every channel; HetConv's 1x1 part reads every other group
     (HetConv Sec. 3); the attention before the projection gives every channel a full CRF
-    whatever the projection groups (ANTNets Sec. 3, SPEC §1.5)."""
+    whatever the projection groups (ANTNets Sec. 3, docs/design.md §1.5)."""
     assert all(is_fcrf(block_cdg(p)) for p in PLANS[block])
 
 
@@ -216,7 +217,7 @@ def test_shuffle_unit_rule() -> None:
 
 
 def _clcnet(interlace: bool) -> list[tuple[BlockPlan, np.ndarray]]:
-    """clcNet-A from SPEC §1.2: every block `g2 = 2`, `g1 = M/2`, so `g1*g2 = M = L`."""
+    """clcNet-A from docs/design.md §1.2: every block `g2 = 2`, `g1 = M/2`, so `g1*g2 = M = L`."""
     layout = [
         (64, 1, 1, 16),
         (128, 2, 1, 32),

@@ -1,6 +1,7 @@
-"""The analytic cost model equals fvcore's count of the built module exactly (SPEC §3) on every
+"""The analytic cost model equals fvcore's count of the built module exactly (docs/design.md §3) on
+every
 zoo model and on random archs covering every block type, and reproduces the papers' numbers
-(SPEC §7)."""
+(docs/design.md §7)."""
 
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ def test_random_archs_cover_every_option() -> None:
     assert expected <= found, sorted(expected - found)
 
 
-# -- the papers' numbers (SPEC §7) ---------------------------------------------------------
+# -- the papers' numbers (docs/design.md §7)
+# ---------------------------------------------------------
 
 
 def test_mobilenet_v2_matches_paper() -> None:
@@ -145,7 +147,7 @@ def test_mobilenet_v2_matches_paper() -> None:
 
 def test_clcnet_a_matches_paper() -> None:
     report = cost_report(_zoo("clcnet_a"))
-    assert report.madds == 342_973_440  # SPEC §3: 342.97M
+    assert report.madds == 342_973_440  # docs/design.md §3: 342.97M
     assert report.params == 3_253_640
     assert report.madds == pytest.approx(343e6, rel=0.005)  # clcNet Table 5
     assert report.params == pytest.approx(3.25e6, rel=0.005)
@@ -302,10 +304,11 @@ def test_crf_fractions_and_fcrf() -> None:
     if not {"clcnet_a", "clcnet_ap", "channelnet_v3"} <= set(ZOO):
         pytest.skip("clcnet_a, clcnet_ap and channelnet_v3 are not in the zoo yet")
     assert cost_report("clcnet_a").fcrf
-    ap = cost_report("clcnet_ap")  # plain GC instead of IGC: same cost, no FCRF (SPEC §1.2)
+    # plain GC instead of IGC: same cost, no FCRF (docs/design.md §1.2)
+    ap = cost_report("clcnet_ap")
     assert not ap.fcrf
     assert (ap.madds, ap.params) == (cost_report("clcnet_a").madds, cost_report("clcnet_a").params)
     assert any(0 < r.crf_min_fraction < 1 for r in ap.blocks)
     head = cost_report("channelnet_v3").blocks[-1]
-    # Logit j of the conv classifier reads channels j .. j + M - n (SPEC §1.4).
+    # Logit j of the conv classifier reads channels j .. j + M - n (docs/design.md §1.4).
     assert head.crf_min_fraction == head.crf_mean_fraction == (head.cin - 1000 + 1) / head.cin

@@ -9,7 +9,7 @@ from objectives.groups import clc_cost, feasible_groups
 @pytest.mark.parametrize(
     ("M", "L", "N", "expected"),
     [
-        # clcNet Table 1 (A = 9), as listed in SPEC §1.2
+        # clcNet Table 1 (A = 9), as listed in docs/design.md §1.2
         (32, 32, 64, (16, 2)),
         (64, 64, 128, (16, 4)),
         (128, 128, 256, (32, 4)),

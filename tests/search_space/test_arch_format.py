@@ -1,4 +1,5 @@
-"""The `clnas.arch/1` format (SPEC §4): malformed documents are rejected with an `ArchError` naming
+"""The `clnas.arch/1` format (docs/design.md §4): malformed documents are rejected with an
+`ArchError` naming
 the offending path; valid ones fill their defaults and round-trip through JSON and YAML."""
 
 from __future__ import annotations

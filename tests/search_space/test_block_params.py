@@ -1,6 +1,8 @@
-"""Parameter count of every block type and head equals its SPEC §1 formula, written out here.
+"""Parameter count of every block type and head equals its docs/design.md §1 formula, written out
+here.
 
-Conventions (SPEC §3): every trainable parameter counts; a BatchNorm adds 2 per channel; convs
+Conventions (docs/design.md §3): every trainable parameter counts; a BatchNorm adds 2 per channel;
+convs
 have no bias unless the spec asks; SE FCs carry biases with hidden width `max(1, C // r)`.
 """
 

@@ -1,6 +1,6 @@
 """Each channel-local layer against an independent dense reference with the same weights.
 
-The references are written from the SPEC §1 definitions (masks, index formulas, banded
+The references are written from the docs/design.md §1 definitions (masks, index formulas, banded
 matrices), never from the modules' own helpers, and are compared in float64.
 """
 
@@ -66,7 +66,8 @@ def grouped_to_dense(w: torch.Tensor, cin: int, groups: int) -> torch.Tensor:
 
 
 def contiguous_mask(cin: int, cout: int, part: int, k: int) -> torch.Tensor:
-    """SPEC §1.3, contiguous: filter `n` (group `n // (N/P)`) has kxk kernels on input group
+    """docs/design.md §1.3, contiguous: filter `n` (group `n // (N/P)`) has kxk kernels on input
+    group
     `n // (N/P)` and 1x1 (centre tap) kernels on every other input channel."""
     mask = torch.zeros(cout, cin, k, k, dtype=DT)
     for n in range(cout):
@@ -142,7 +143,7 @@ def test_hetconv_equals_masked_dense_conv(cin, cout, part, k, stride):
 def test_hetconv_params_and_fvcore_madds(cin, cout, part, k, stride):
     het = HetConv2d(cin, cout, part=part, kernel=k, stride=stride, bias=True)
     weights = hetconv_weights(cin, cout, part, k)
-    # Exactly the pattern's free entries: nothing masked, nothing extra (SPEC §1.3).
+    # Exactly the pattern's free entries: nothing masked, nothing extra (docs/design.md §1.3).
     assert sum(p.numel() for p in het.parameters()) == weights + cout
     assert int(contiguous_mask(cin, cout, part, k).sum()) == weights
     size = 9
@@ -156,7 +157,7 @@ def test_hetconv_params_and_fvcore_madds(cin, cout, part, k, stride):
 @pytest.mark.parametrize(("cin", "cout", "part"), [(8, 16, 2), (8, 16, 4), (8, 8, 8), (12, 6, 3)])
 def test_hetconv_shifted_arrangement_is_a_channel_relabelling(cin, cout, part):
     """The paper's shifted HetConv equals the contiguous module with inputs and outputs relabelled
-    `c -> (c % P) * (C/P) + c // P` (SPEC §1.3)."""
+    `c -> (c % P) * (C/P) + c // P` (docs/design.md §1.3)."""
     k = 3
 
     def relabel(c: int, channels: int) -> int:
@@ -185,7 +186,7 @@ def test_hetconv_shifted_arrangement_is_a_channel_relabelling(cin, cout, part):
 
 
 def interlace_rows(w: torch.Tensor, g1: int) -> torch.Tensor:
-    """Rows of the dense IGC weight: `out[k*g1 + i] = in[i*(L/g1) + k]` (SPEC §1.2)."""
+    """Rows of the dense IGC weight: `out[k*g1 + i] = in[i*(L/g1) + k]` (docs/design.md §1.2)."""
     channels = w.shape[0]
     per = channels // g1
     out = torch.empty_like(w)
@@ -238,7 +239,8 @@ def test_clc_block_equals_dense_igc_bn_gc_bn_relu(cin, cout, g1, g2, mid, stride
 
 
 def channel_band(weight: torch.Tensor, channels: int, stride: int) -> torch.Tensor:
-    """Dense `(C_out, C_in)` matrix of a channel-wise conv (SPEC §1.4): kernel `j` slides over all
+    """Dense `(C_out, C_in)` matrix of a channel-wise conv (docs/design.md §1.4): kernel `j` slides
+    over all
     `C` channels with stride `s` and front padding `floor((dc - s) / 2)`; output `j*C/s + o`
     is `sum_t w_j[t] * x[o*s - front + t]` (zero outside the channels)."""
     kernels, dc = weight.shape[0], weight.shape[2]
@@ -280,7 +282,8 @@ def test_group_channel_wise_conv_equals_banded_matrix(channels, groups, dc):
     ("cin", "cout", "dc"), [(8, 16, 3), (8, 32, 8), (4, 8, 1), (16, 8, 3), (32, 8, 4), (32, 8, 2)]
 )
 def test_dwscw_channel_wise_widening_and_narrowing(cin, cout, dc):
-    """DWSCW: `N/M` kernels when widening, channel stride `M/N` when narrowing (SPEC §1.4)."""
+    """DWSCW: `N/M` kernels when widening, channel stride `M/N` when narrowing (docs/design.md
+    §1.4)."""
     kernels, stride = (cout // cin, 1) if cout >= cin else (1, cin // cout)
     cw = ChannelWiseConv(cin, cw_kernel=dc, kernels=kernels, cw_stride=stride).to(DT)
     x = torch.randn(2, cin, 4, 4, dtype=DT)
@@ -309,7 +312,7 @@ def test_dwscw_channel_wise_widening_and_narrowing(cin, cout, dc):
     ("channels", "classes", "size"), [(16, 10, 1), (16, 10, 4), (10, 10, 3), (32, 1, 2), (7, 3, 5)]
 )
 def test_conv_classifier_equals_sliding_channel_window(channels, classes, size):
-    """`logit[c] = sum_{t,h,w} W[t,h,w] * x[c + t, h, w]`, `t < M - n + 1` (SPEC §1.4)."""
+    """`logit[c] = sum_{t,h,w} W[t,h,w] * x[c + t, h, w]`, `t < M - n + 1` (docs/design.md §1.4)."""
     head = ConvClassifier(
         ConvClassifierHead(type="conv_classifier"),
         channels=channels,
@@ -336,7 +339,7 @@ def test_conv_classifier_equals_sliding_channel_window(channels, classes, size):
 
 @pytest.mark.parametrize(("channels", "groups"), [(12, 3), (16, 4), (8, 1), (8, 8), (24, 2)])
 def test_channel_shuffle_index_formula(channels, groups):
-    """`out[k*g + i] = in[i*(C/g) + k]` (SPEC §1.1/§1.2)."""
+    """`out[k*g + i] = in[i*(C/g) + k]` (docs/design.md §1.1/§1.2)."""
     x = torch.randn(2, channels, 3, 3, dtype=DT)
     per = channels // groups
     ref = torch.empty_like(x)

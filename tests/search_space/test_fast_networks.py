@@ -1,6 +1,6 @@
 """The fused runtime (`build_model(arch, runtime="fused")`) against the reference modules:
 same parameters and state_dict, same function in eval mode (every block type, every zoo
-model), exactly the SPEC §3 multiply-adds, and a fused inference form that follows the
+model), exactly the docs/design.md §3 multiply-adds, and a fused inference form that follows the
 parameters (rebuilt after training steps, loads, dtype changes)."""
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def test_fused_float32_is_as_accurate_as_the_reference(name):
 @pytest.mark.parametrize("name", zoo_names())
 def test_fused_form_executes_exactly_the_spec_madds(name):
     """Counted at dispatch (every conv, mm, addmm, bmm, baddbmm call, `out=` variants
-    included) on the fused form at batch 1: equal to the analytic SPEC §3 count."""
+    included) on the fused form at batch 1: equal to the analytic docs/design.md §3 count."""
     arch = load_arch(name)
     model = build_model(arch, runtime="fused").eval()
     x = torch.randn(1, arch.in_channels, arch.resolution, arch.resolution)
@@ -164,7 +164,7 @@ def test_fast_and_reference_builds_share_parameters_and_state_dict() -> None:
     fast, ref = build_model(arch, runtime="fused"), build_model(arch)
     assert isinstance(fast, FusedNetwork) and type(ref) is Network
     assert list(fast.state_dict()) == list(ref.state_dict())
-    assert sum(p.numel() for p in fast.parameters()) == 3_253_640  # SPEC §3
+    assert sum(p.numel() for p in fast.parameters()) == 3_253_640  # docs/design.md §3
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(1, 3, 64, 64)
     fast.eval(), ref.eval()

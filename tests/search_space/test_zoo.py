@@ -12,7 +12,7 @@ from search_space import build_model, load_arch, parse_arch, zoo_names
 
 ZOO = zoo_names()
 
-# SPEC §4: the zoo ships at least these.
+# docs/design.md §4: the zoo ships at least these.
 REQUIRED = [
     "mobilenet_v1",
     "mobilenet_v2",
@@ -76,8 +76,8 @@ def test_zoo_model_round_trips(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "params"),
     [
-        ("mobilenet_v2", 3_504_872),  # torchvision / SPEC §7
-        ("clcnet_a", 3_253_640),  # clcNet Table 5 / SPEC §3
+        ("mobilenet_v2", 3_504_872),  # torchvision / docs/design.md §7
+        ("clcnet_a", 3_253_640),  # clcNet Table 5 / docs/design.md §3
         ("clcnet_ap", 3_253_640),  # dropping the interlace costs nothing
     ],
 )

@@ -1,4 +1,5 @@
-"""Batched augmentation and normalisation on the training device (SPEC §6: no torchvision).
+"""Batched augmentation and normalisation on the training device (docs/design.md §6: no
+torchvision).
 Crops and flips work on whole uint8 batches by indexing; the random draws come from one CPU
 `torch.Generator`, so a seed gives the same augmentations on every device."""
 

@@ -1,4 +1,5 @@
-"""CIFAR-10/100 from the official python-version archives (SPEC §6): find the archive (or its
+"""CIFAR-10/100 from the official python-version archives (docs/design.md §6): find the archive (or
+its
 extracted folder) in a data directory or download it, check the published md5, and decode the
 pickled batches into uint8 tensors. Also the held-out validation split used for selection."""
 

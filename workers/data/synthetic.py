@@ -1,4 +1,5 @@
-"""A generated stand-in for CIFAR-100 (SPEC §6, the `synthetic` dataset) written in exactly the
+"""A generated stand-in for CIFAR-100 (docs/design.md §6, the `synthetic` dataset) written in
+exactly the
 official archive's format, so the real loader reads it: the same member names, dict keys and
 dtypes, and Python 2-style protocol-2 pickles. Its meta carries `SYNTHETIC_MARK`, and every
 result computed on it is labelled synthetic."""

@@ -1,4 +1,4 @@
-"""Full ImageNet training of promoted designs (SPEC §6, issue 7).
+"""Full ImageNet training of promoted designs (docs/design.md §6, issue 7).
 
 - `workers.full.train`: `train_full(...)` -> `FullResult`, the Python API (imports Ray);
 - `workers.full.loop`: the loop each Ray Train worker runs (DDP, checkpoints, resume);

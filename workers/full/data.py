@@ -1,4 +1,5 @@
-"""ImageNet in the standard folder layout (SPEC §6): `train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`,
+"""ImageNet in the standard folder layout (docs/design.md §6): `train/<wnid>/*.JPEG`,
+`val/<wnid>/*.JPEG`,
 class index = position of the wnid in the sorted folder names. The driver scans the folders once
 (and fails early, naming the path, on a missing directory, an empty class or a val set whose
 classes differ from train's); the training workers decode with Pillow in DataLoader workers.

@@ -1,4 +1,5 @@
-"""The loop every Ray Train worker runs (SPEC §6 full training): DDP over the workers (NCCL on
+"""The loop every Ray Train worker runs (docs/design.md §6 full training): DDP over the workers
+(NCCL on
 GPU, gloo on CPU), a checkpoint after every epoch (model, optimiser, scheduler, grad scaler, EMA,
 metric history, each rank's RNG state) and resumption from the last one, top-1/top-5 on the
 whole val split after every epoch; memory format and AMP from the recipe (`workers.device`:

@@ -1,4 +1,5 @@
-"""Full ImageNet training of one promoted design through Ray Train (SPEC §6, issue 7): the Python
+"""Full ImageNet training of one promoted design through Ray Train (docs/design.md §6, issue 7):
+the Python
 API the CLI and the service call.
 
 `out_dir` holds one run:

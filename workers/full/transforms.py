@@ -1,4 +1,5 @@
-"""ImageNet augmentation on tensors, one image at a time in the DataLoader workers (SPEC §6: no
+"""ImageNet augmentation on tensors, one image at a time in the DataLoader workers (docs/design.md
+§6: no
 torchvision). Training: random-resized crop + horizontal flip (+ colour jitter); evaluation:
 resize the shorter side + centre crop. Images are uint8 `(3, H, W)` in and out; every random
 draw comes from the `torch.Generator` passed in, so a sample's augmentation depends only on

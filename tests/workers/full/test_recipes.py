@@ -15,7 +15,7 @@ from workers.full.recipe import load_recipe, parse_recipe, recipe_names
 
 def test_builtin_recipes() -> None:
     assert recipe_names() == ["antnet", "clcnet", "mobilenet_v2"]
-    c = load_recipe("clcnet")  # SPEC 1.2
+    c = load_recipe("clcnet")  # docs/design.md §1.2
     assert (c.optimizer, c.momentum, c.nesterov, c.lr, c.schedule) == (
         "sgd",
         0.9,
