@@ -65,7 +65,7 @@ def project_step(
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     t0 = time.perf_counter()
     probe = step_timer(model, batch, criterion) if recipe.memory_format == "auto" else None
-    plan = make_plan(model, device, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
+    plan = make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
     choose_s = time.perf_counter() - t0
     model = plan.prepare(model)
     optimizer = make_optimizer(model, recipe)

@@ -325,7 +325,7 @@ def plan_for(
             train.images[:n], train.labels[:n], n, device=dev, mean=data.mean, std=data.std
         )
         probe = step_timer(model, next(iter(first)), criterion)
-    return make_plan(model, dev, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
+    return make_plan(dev, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
 
 
 @torch.inference_mode()

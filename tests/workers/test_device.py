@@ -68,7 +68,7 @@ def proxy_step(arch: Arch, seed: int = 0) -> None:
     """One step of the proxy trainer's own pieces (plan, optimiser, loss, `train_step`)."""
     torch.manual_seed(seed)
     model = build_model(_cifar(arch))
-    plan = make_plan(model, CPU, memory_format=FORCED_PROXY.memory_format, amp=FORCED_PROXY.amp)
+    plan = make_plan(CPU, memory_format=FORCED_PROXY.memory_format, amp=FORCED_PROXY.amp)
     assert (plan.channels_last, plan.amp_dtype) == (True, torch.bfloat16)
     model = plan.prepare(model).train()
     criterion = nn.CrossEntropyLoss(label_smoothing=FORCED_PROXY.label_smoothing)
@@ -83,7 +83,7 @@ def full_step(arch: Arch, seed: int = 0) -> None:
     """One step of the full trainer's own pieces (`device_plan`, optimiser, `batch_loss`)."""
     torch.manual_seed(seed)
     model = build_model(_cifar(arch))
-    plan = device_plan(model, FORCED_FULL, CPU)
+    plan = device_plan(FORCED_FULL, CPU)
     assert (plan.channels_last, plan.amp_dtype) == (True, torch.bfloat16)
     model = plan.prepare(model).train()
     loss_fn = batch_loss(nn.CrossEntropyLoss(label_smoothing=0.1))
@@ -103,7 +103,6 @@ FAMILY_ZOO = [
     "clcnet_a_cifar100",  # clc
     "effnet_cifar100",  # effnet
     "hetconv_vgg16_p4",  # conv, hetconv
-    "mobilenet_v1_cifar100",  # dws
     "mobilenet_v2_cifar100",  # mbconv
     "shufflenet_v1_g3_cifar100",  # shuffle
 ]
@@ -208,9 +207,8 @@ def test_recipe_fields_validate_and_name_the_field() -> None:
 
 
 def test_amp_defaults_off_on_cpu_and_bf16_when_asked() -> None:
-    m = nn.Conv2d(3, 3, 1)
-    assert make_plan(m, CPU, memory_format="auto", amp=None) == DevicePlan(CPU, False, None)
-    assert make_plan(m, CPU, memory_format="contiguous", amp=True).amp_dtype == torch.bfloat16
+    assert make_plan(CPU, memory_format="auto", amp=None) == DevicePlan(CPU, False, None)
+    assert make_plan(CPU, memory_format="contiguous", amp=True).amp_dtype == torch.bfloat16
     assert not DevicePlan(CPU, False, torch.bfloat16).grad_scaler().is_enabled()
 
 
@@ -226,7 +224,7 @@ class _SlowIn(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if cl == self.slow_if_channels_last:
-            time.sleep(0.05)
+            time.sleep(0.2)
         return self.fc(self.conv(x).mean((2, 3)))
 
 
@@ -237,7 +235,7 @@ def test_auto_keeps_the_faster_layout(slow_if_channels_last: bool) -> None:
     torch.manual_seed(5)
     rng_before = torch.get_rng_state()
     probe = step_timer(model, _batch(0), nn.CrossEntropyLoss())
-    plan = make_plan(model, CPU, memory_format="auto", amp=None, probe=probe)
+    plan = make_plan(CPU, memory_format="auto", amp=None, probe=probe)
     assert plan.channels_last is not slow_if_channels_last
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng_before)

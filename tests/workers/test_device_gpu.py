@@ -23,7 +23,7 @@ CUDA = torch.device("cuda")
 
 
 def test_cuda_defaults_channels_last_and_amp() -> None:
-    plan = make_plan(nn.Conv2d(3, 3, 1), CUDA, memory_format="auto", amp=None)
+    plan = make_plan(CUDA, memory_format="auto", amp=None)
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert (plan.channels_last, plan.amp_dtype) == (True, expected)
     assert plan.grad_scaler().is_enabled() == (expected == torch.float16)
@@ -34,7 +34,7 @@ def test_cuda_defaults_channels_last_and_amp() -> None:
 def test_zoo_step_on_cuda(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(load_arch(name).with_changes(num_classes=100))
-    plan = make_plan(model, CUDA, memory_format="channels_last", amp=True)
+    plan = make_plan(CUDA, memory_format="channels_last", amp=True)
     model = plan.prepare(model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x = torch.randn(64, 3, 32, 32, device=CUDA)

@@ -122,7 +122,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     raw = build_model(load_arch(job.arch))
     configure_cuda(device)
-    plan = device_plan(raw, recipe, device)
+    plan = device_plan(recipe, device)
     raw = plan.prepare(raw)
     model = ray.train.torch.prepare_model(raw)  # wraps `raw` in DDP
     ema = (
@@ -222,11 +222,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             )
 
 
-def device_plan(raw: nn.Module, recipe: Recipe, device: torch.device) -> DevicePlan:
+def device_plan(recipe: Recipe, device: torch.device) -> DevicePlan:
     """The recipe's memory format and AMP on this worker's device. "auto" keeps the device's
     default layout (no timing): DDP checks that every rank holds parameters of the same
     strides, and timed choices could differ between ranks."""
-    return make_plan(raw, device, memory_format=recipe.memory_format, amp=recipe.amp)
+    return make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp)
 
 
 def batch_loss(criterion: nn.Module) -> LossFn:
