@@ -55,6 +55,9 @@ PRUNED_AT_ATTR, BASELINE_ATTR, SPEC_ATTR = "pruned_at_epoch", "baseline", "spec"
 # Search settings that may change between runs of one study (resources, more trials).
 RESUMABLE_SEARCH_KEYS = {"n_trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
                          "max_failures"}
+# How a trial runs, not what it searches: these may change between runs too (and studies stored
+# before the recipe had `memory_format` carry `amp: true`, which then meant "on CUDA only").
+RESUMABLE_PROXY_KEYS = {"amp", "memory_format"}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -435,6 +438,8 @@ def _comparable(spec_doc: dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(json.dumps(spec_doc))
     for key in RESUMABLE_SEARCH_KEYS:
         doc.get("search", {}).pop(key, None)
+    for key in RESUMABLE_PROXY_KEYS:
+        doc.get("proxy", {}).pop(key, None)
     return doc
 
 
@@ -460,8 +465,9 @@ def prepare_studies(storage: optuna.storages.BaseStorage, spec: StudySpec) -> No
         elif _comparable(stored) != _comparable(doc):
             raise StudyConflict(
                 f"study {spec.name!r} already exists in this database with a different spec "
-                "(only search.n_trials, max_concurrent, cpus/gpus_per_trial and max_failures may "
-                "change between runs); choose a new name or delete the old study"
+                "(only search.n_trials, max_concurrent, cpus/gpus_per_trial, max_failures and "
+                "proxy.amp, memory_format may change between runs); choose a new name or delete "
+                "the old study"
             )
         else:
             study.set_user_attr(SPEC_ATTR, doc)

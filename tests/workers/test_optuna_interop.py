@@ -26,6 +26,7 @@ from workers.tune import (
     ARCH_ATTR,
     PRUNED_AT_ATTR,
     ClnasSearch,
+    StudyConflict,
     _baseline_trainable,
     _trainable,
     open_storage,
@@ -206,3 +207,24 @@ def test_optuna_dashboard_page_names_objectives(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_study_stored_before_the_device_fields_resumes(tmp_path: Path) -> None:
+    """A study written before the proxy recipe had `memory_format` (its spec says `amp: true`,
+    which then meant "on CUDA only") reopens with today's spec; what it searches may not change."""
+    spec = _spec(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url)
+    prepare_studies(storage, spec)
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    legacy = spec.model_dump(mode="json")
+    del legacy["proxy"]["memory_format"]
+    legacy["proxy"]["amp"] = True
+    study.set_user_attr("spec", legacy)
+
+    prepare_studies(storage, spec)  # no StudyConflict
+    assert study.user_attrs["spec"] == spec.model_dump(mode="json")
+
+    changed = spec.model_copy(update={"proxy": spec.proxy.model_copy(update={"epochs": 3})})
+    with pytest.raises(StudyConflict, match="different spec"):
+        prepare_studies(storage, changed)
