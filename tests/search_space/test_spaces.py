@@ -17,6 +17,7 @@ def test_builtin_spaces_exist() -> None:
     assert {"default", "clcnet", "hetconv", "channelnet", "antnet"} <= set(space_names())
 
 
+@pytest.mark.slow  # 10,000 samples per space (~1 min in all on 2 cores)
 @pytest.mark.parametrize("name", space_names())
 def test_10000_samples_all_validate(name: str) -> None:
     space = load_space(name)

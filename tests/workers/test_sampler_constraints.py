@@ -65,6 +65,7 @@ def test_budgets_cover_every_builtin_space() -> None:
     assert set(BUDGETS) == set(space_names())
 
 
+@pytest.mark.slow  # 10,000 costed samples per space (~3 min in all on 2 cores)
 @pytest.mark.parametrize("name", sorted(BUDGETS))
 def test_10000_samples_rejected_with_the_cost_models_reasons(name: str) -> None:
     """10,000 candidates per space: the verdict's reasons equal an independent judgement from

@@ -116,6 +116,7 @@ def test_onnx_matches_pytorch(cli_run: tuple[Path, dict[str, Any]]) -> None:
     assert np.abs(got - expected).max() < ONNX_TOLERANCE
 
 
+@pytest.mark.slow  # two full runs of the CLI (~2 min on 2 cores)
 def test_stopped_run_resumes_to_the_uninterrupted_result(
     cli_run: tuple[Path, dict[str, Any]],
     data: Path,
