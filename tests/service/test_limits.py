@@ -17,16 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.search_space.test_arch_bounds import BASE
 from tests.service.serving import Server
 
-SMALL: dict[str, Any] = {
-    "format": "clnas.arch/1",
-    "num_classes": 10,
-    "resolution": 32,
-    "stem": {"out": 16},
-    "stages": [{"block": "dws", "out": 32, "stride": 2}],
-    "head": {"type": "fc"},
-}
+SMALL = BASE  # the smallest valid document, shared with the bounds unit tests
 
 
 def _arch(**changes: Any) -> dict[str, Any]:
