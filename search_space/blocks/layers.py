@@ -66,6 +66,11 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet shuffle (docs/design.md §1.1); with `groups = g1` it is clcNet's interlace
     `out[k*g1 + i] = in[i*(L/g1) + k]` (docs/design.md §1.2)."""
     b, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        # NHWC in memory (docs/hardware.md#memory-format): shuffle the innermost axis and keep
+        # the layout; the NCHW formula's reshape would copy the map back to contiguous.
+        y = x.permute(0, 2, 3, 1).reshape(b, h, w, groups, c // groups).transpose(3, 4)
+        return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
