@@ -58,7 +58,14 @@ class HetConv2d(nn.Module):
         y = self.spatial(x)
         if self.pointwise is None:
             return y
-        return y + self.pointwise(x.index_select(1, self.gather))
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # NHWC in memory (docs/hardware.md#memory-format): gather along the innermost axis so
+            # the 1x1 conv gets an NHWC map; `index_select(1, ...)` would return NCHW and make
+            # every HetConv layer convert both ways.
+            others = x.permute(0, 2, 3, 1).index_select(3, self.gather).permute(0, 3, 1, 2)
+        else:
+            others = x.index_select(1, self.gather)
+        return y + self.pointwise(others)
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent dense kxk weight (zeros off the HetConv pattern), for tests and export."""

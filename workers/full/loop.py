@@ -223,9 +223,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def device_plan(recipe: Recipe, device: torch.device) -> DevicePlan:
-    """The recipe's memory format and AMP on this worker's device. "auto" keeps the device's
-    default layout (no timing): DDP checks that every rank holds parameters of the same
-    strides, and timed choices could differ between ranks."""
+    """The recipe's memory format and AMP on this worker's device. "auto" is a fixed rule
+    (`workers.device.make_plan`), so every rank holds parameters of the same strides, as DDP
+    requires."""
     return make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp)
 
 
