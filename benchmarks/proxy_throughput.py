@@ -1,8 +1,9 @@
 """Training throughput (img/s) of the project's proxy training step against a plain PyTorch loop,
 per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
 
-- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"`, channels_last
-  for 4-D tensors; AMP by the recipe's default: off on CPU, bf16/fp16 on CUDA),
+- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"`: channels_last
+  but for models measured faster in NCHW, docs/hardware.md#memory-format; AMP by the recipe's
+  default: off on CPU, bf16/fp16 on CUDA),
   `workers.device.train_step` with the proxy's SGD (Nesterov, weight decay) and loss.
 - `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
   settings, the textbook `zero_grad / loss.backward / step`.
@@ -63,7 +64,7 @@ def project_step(
     """The proxy trainer's step for `name` and its plan's description."""
     model = _model(name)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    plan = plan_for(recipe, device)
+    plan = plan_for(model, recipe, device)
     model = plan.prepare(model)
     optimizer = make_optimizer(model, recipe)
     scaler = plan.grad_scaler()

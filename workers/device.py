@@ -4,11 +4,11 @@ threads, the trial's share of a GPU, and the one training step the proxy and ful
 - channels_last is applied to 4-D parameters, buffers and inputs only. ChannelNets' channel-wise
   convolutions (gcwm, dwscw) and the convolutional classifier hold 5-D Conv3d weights, for which
   `Module.to(memory_format=torch.channels_last)` raises; those stay contiguous.
-- `memory_format="auto"` is channels_last on CPU and on CUDA: measured faster for every CIFAR zoo
-  model on CPU once the channel shuffle and HetConv's channel gather keep NHWC maps NHWC
-  (docs/hardware.md#memory-format), and what tensor-core convolutions want on CUDA. A fixed
-  rule, not a timed probe: the choice is the same on every run and every DDP rank, and costs
-  nothing.
+- `memory_format="auto"` is channels_last on CUDA (what tensor-core convolutions want) and, on
+  CPU, for every model except one whose modules say NCHW is faster for them
+  (`cpu_prefers_contiguous`; today HetConv with a large part P, whose 1x1 gather moves P-1
+  copies of its input). Measured, docs/hardware.md#memory-format. A fixed rule, not a timed
+  probe: the same plan on every run and on every DDP rank, at no cost.
 - `amp=None` means on for CUDA (bf16 where supported, else fp16 with a GradScaler) and off on
   CPU; `amp=True` on CPU is bf16 autocast, which is how tests run the accelerator path here.
 """
@@ -100,10 +100,27 @@ def train_step(
     return loss.detach()
 
 
-def make_plan(device: torch.device, *, memory_format: MemoryFormat, amp: bool | None) -> DevicePlan:
-    """The plan on `device`: "auto" is channels_last (see the module docstring), the other two
-    are taken as given; `amp` as in `amp_dtype`."""
-    return DevicePlan(device, memory_format != "contiguous", amp_dtype(device, amp))
+def make_plan(
+    device: torch.device,
+    *,
+    memory_format: MemoryFormat,
+    amp: bool | None,
+    model: nn.Module | None = None,
+) -> DevicePlan:
+    """The plan for `model` on `device`: "auto" as in the module docstring, the other two taken
+    as given; `amp` as in `amp_dtype`."""
+    if memory_format == "auto":
+        channels_last = device.type != "cpu" or not cpu_prefers_contiguous(model)
+    else:
+        channels_last = memory_format == "channels_last"
+    return DevicePlan(device, channels_last, amp_dtype(device, amp))
+
+
+def cpu_prefers_contiguous(model: nn.Module | None) -> bool:
+    """Whether a module of `model` declares NCHW faster on CPU (docs/hardware.md#memory-format)."""
+    if model is None:
+        return False
+    return any(getattr(m, "cpu_prefers_contiguous", False) for m in model.modules())
 
 
 def trial_threads(requested: int | None) -> int | None:

@@ -62,7 +62,7 @@ class ProxyRecipe(BaseModel):
     num_threads: PosInt | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: bool = True  # 4-pixel pad random crop + horizontal flip
-    # docs/hardware.md#memory-format: "auto" is channels_last (4-D tensors) on CPU and CUDA
+    # docs/hardware.md#memory-format: "auto" is channels_last unless measured slower
     memory_format: MemoryFormat = "auto"
     # None: on for CUDA (bf16 where supported, else fp16 with GradScaler), off on CPU;
     # True on CPU is bf16 autocast
@@ -251,7 +251,7 @@ def _fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     total_steps = recipe.epochs * len(train_batches)
     configure_cuda(dev)
-    plan = plan_for(recipe, dev)
+    plan = plan_for(model, recipe, dev)
     log.info("training on %s", plan.describe())
     model = plan.prepare(model)
     optimizer = make_optimizer(model, recipe)
@@ -304,9 +304,9 @@ def make_optimizer(model: nn.Module, recipe: ProxyRecipe) -> torch.optim.SGD:
     )
 
 
-def plan_for(recipe: ProxyRecipe, dev: torch.device) -> DevicePlan:
-    """The recipe's memory format and AMP on `dev` (`workers.device.make_plan`)."""
-    return make_plan(dev, memory_format=recipe.memory_format, amp=recipe.amp)
+def plan_for(model: nn.Module, recipe: ProxyRecipe, dev: torch.device) -> DevicePlan:
+    """The recipe's memory format and AMP for `model` on `dev` (`workers.device.make_plan`)."""
+    return make_plan(dev, memory_format=recipe.memory_format, amp=recipe.amp, model=model)
 
 
 @torch.inference_mode()

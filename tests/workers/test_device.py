@@ -19,6 +19,7 @@ from torch import nn
 
 from search_space import Arch, ArchError, build_model, load_arch, zoo_names
 from search_space.blocks import BLOCKS, HEADS
+from search_space.blocks.hetconv import HetConv2d
 from search_space.sampling import RandomSuggester, sample_arch
 from search_space.spaces import load_space
 from workers import device as device_mod
@@ -82,7 +83,7 @@ def full_step(arch: Arch, seed: int = 0) -> None:
     """One step of the full trainer's own pieces (`device_plan`, optimiser, `batch_loss`)."""
     torch.manual_seed(seed)
     model = build_model(_cifar(arch))
-    plan = device_plan(FORCED_FULL, CPU)
+    plan = device_plan(FORCED_FULL, CPU, model)
     assert (plan.channels_last, plan.amp_dtype) == (True, torch.bfloat16)
     model = plan.prepare(model).train()
     loss_fn = batch_loss(nn.CrossEntropyLoss(label_smoothing=0.1))
@@ -212,11 +213,21 @@ def test_amp_defaults_off_on_cpu_and_bf16_when_asked() -> None:
 
 
 @pytest.mark.parametrize("device", [CPU, torch.device("cuda")])
-def test_auto_is_channels_last_everywhere(device: torch.device) -> None:
-    """The measured rule (docs/hardware.md#memory-format): NHWC on CPU and CUDA, the same plan
-    on every call (every DDP rank agrees); "contiguous" is the way out."""
+def test_auto_is_channels_last_but_where_measured_slower(device: torch.device) -> None:
+    """The measured rule (docs/hardware.md#memory-format): NHWC on CUDA, and on CPU except for
+    HetConv with part >= 64; the same plan on every call (every DDP rank agrees);
+    "contiguous" is the way out."""
+    small, large = (
+        nn.Sequential(HetConv2d(128, 128, part=part), nn.ReLU()) for part in (32, 64)
+    )
     assert make_plan(device, memory_format="auto", amp=False) == DevicePlan(device, True, None)
-    assert make_plan(device, memory_format="contiguous", amp=False).channels_last is False
+    assert make_plan(device, memory_format="auto", amp=False, model=small).channels_last
+    on_cuda = device.type == "cuda"
+    assert make_plan(device, memory_format="auto", amp=False, model=large).channels_last is on_cuda
+    assert not make_plan(device, memory_format="contiguous", amp=False, model=small).channels_last
+    assert make_plan(device, memory_format="channels_last", amp=False, model=large).channels_last
+    p64 = build_model(load_arch("hetconv_vgg16_p64"))
+    assert make_plan(device, memory_format="auto", amp=False, model=p64).channels_last is on_cuda
 
 
 def _fake_ray(assigned: dict[str, float]) -> Any:
