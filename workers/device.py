@@ -5,10 +5,10 @@ threads, the trial's share of a GPU, and the one training step the proxy and ful
   convolutions (gcwm, dwscw) and the convolutional classifier hold 5-D Conv3d weights, for which
   `Module.to(memory_format=torch.channels_last)` raises; those stay contiguous.
 - `memory_format="auto"` is channels_last on CUDA (what tensor-core convolutions want) and, on
-  CPU, for every model except one whose modules say NCHW is faster for them
-  (`cpu_prefers_contiguous`; today HetConv with a large part P, whose 1x1 gather moves P-1
-  copies of its input). Measured, docs/hardware.md#memory-format. A fixed rule, not a timed
-  probe: the same plan on every run and on every DDP rank, at no cost.
+  CPU, for every model except one whose modules declare NCHW the safer choice
+  (`cpu_prefers_contiguous`; today HetConv with part P > 1, whose 1x1 gather moves P-1 copies
+  of its input). Measured, docs/hardware.md#memory-format. A fixed rule, not a timed probe: the
+  same plan on every run and on every DDP rank, at no cost.
 - `amp=None` means on for CUDA (bf16 where supported, else fp16 with a GradScaler) and off on
   CPU; `amp=True` on CPU is bf16 autocast, which is how tests run the accelerator path here.
 """

@@ -20,9 +20,6 @@ from torch import nn
 from search_space.arch import HetConvStage
 from search_space.blocks.layers import get_act
 
-# The smallest part P from which NCHW trains faster on CPU (see `cpu_prefers_contiguous`).
-CPU_NCHW_MIN_PART = 64
-
 
 def other_groups_index(channels: int, part: int) -> torch.Tensor:
     """For each group `j` in order, the indices of every channel outside group `j`."""
@@ -59,10 +56,11 @@ class HetConv2d(nn.Module):
 
     @property
     def cpu_prefers_contiguous(self) -> bool:
-        """NCHW trains faster on CPU when the 1x1 gather (P-1 copies of the input) dominates:
-        channels_last is 1.1-1.3x faster up to P = 32 but 0.8x at P = 64 (2 threads, batch 128;
-        docs/hardware.md#memory-format). Read by the trainers' "auto" memory format."""
-        return self.part >= CPU_NCHW_MIN_PART
+        """For "auto" on CPU (docs/hardware.md#memory-format): with P > 1 the 1x1 part gathers
+        P-1 copies of its input, and whether NHWC then wins depends on the machine's memory
+        traffic: 0.91-0.93x of NCHW for P = 4-16 in the benchmark at load 10, 1.1-1.3x at load ~1,
+        0.79x at P = 64 (2 threads, batch 128). NCHW is never slower than the plain loop."""
+        return self.pointwise is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.spatial(x)

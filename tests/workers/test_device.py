@@ -215,19 +215,20 @@ def test_amp_defaults_off_on_cpu_and_bf16_when_asked() -> None:
 @pytest.mark.parametrize("device", [CPU, torch.device("cuda")])
 def test_auto_is_channels_last_but_where_measured_slower(device: torch.device) -> None:
     """The measured rule (docs/hardware.md#memory-format): NHWC on CUDA, and on CPU except for
-    HetConv with part >= 64; the same plan on every call (every DDP rank agrees);
-    "contiguous" is the way out."""
-    small, large = (
-        nn.Sequential(HetConv2d(128, 128, part=part), nn.ReLU()) for part in (32, 64)
-    )
-    assert make_plan(device, memory_format="auto", amp=False) == DevicePlan(device, True, None)
-    assert make_plan(device, memory_format="auto", amp=False, model=small).channels_last
+    HetConv with part > 1 (its channel gather); the same plan on every call (every DDP rank
+    agrees); "contiguous" and "channels_last" override it."""
+    dense, het = (nn.Sequential(HetConv2d(64, 64, part=part), nn.ReLU()) for part in (1, 4))
     on_cuda = device.type == "cuda"
-    assert make_plan(device, memory_format="auto", amp=False, model=large).channels_last is on_cuda
-    assert not make_plan(device, memory_format="contiguous", amp=False, model=small).channels_last
-    assert make_plan(device, memory_format="channels_last", amp=False, model=large).channels_last
-    p64 = build_model(load_arch("hetconv_vgg16_p64"))
-    assert make_plan(device, memory_format="auto", amp=False, model=p64).channels_last is on_cuda
+    assert make_plan(device, memory_format="auto", amp=False) == DevicePlan(device, True, None)
+    assert make_plan(device, memory_format="auto", amp=False, model=dense).channels_last
+    assert make_plan(device, memory_format="auto", amp=False, model=het).channels_last is on_cuda
+    assert not make_plan(device, memory_format="contiguous", amp=False, model=dense).channels_last
+    assert make_plan(device, memory_format="channels_last", amp=False, model=het).channels_last
+    for name, cl_on_cpu in [("hetconv_vgg16_p4", False), ("hetconv_vgg16_p1", True),
+                            ("mobilenet_v2_cifar100", True), ("channelnet_v1_cifar100", True)]:
+        model = build_model(load_arch(name))
+        plan = make_plan(device, memory_format="auto", amp=False, model=model)
+        assert plan.channels_last is (cl_on_cpu or on_cuda), name
 
 
 def _fake_ray(assigned: dict[str, float]) -> Any:
