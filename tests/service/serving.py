@@ -1,5 +1,6 @@
-"""A `clnas serve` process for the end-to-end tests: started on a free port with its own SQLite
-file, Ray temp dir and results dir; stopped politely or killed with SIGKILL."""
+"""A `clnas serve` process for the end-to-end tests: started on a free port with its own
+database (a SQLite file or a PostgreSQL URL), Ray temp dir and results dir; stopped politely or
+killed with SIGKILL."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Issue 5, acceptances 2 and 3: the small synthetic study submitted over HTTP to a running
 `clnas serve` completes; its front equals Optuna's best_trials; the export validates and costs
 the same; a server killed with SIGKILL mid-study and started again finishes the study without
-losing or duplicating a completed trial."""
+losing or duplicating a completed trial. Each on a SQLite file and on a PostgreSQL database
+(issue 17, acceptance 2)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,8 @@ def _snapshot(url: str, name: str) -> dict[int, Any]:
 
 
 @pytest.mark.slow
-def test_study_over_http_completes_and_exports(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'clnas.db'}"
-    server = Server(tmp_path, db)
+def test_study_over_http_completes_and_exports(tmp_path: Path, db_url: str) -> None:
+    server = Server(tmp_path, db_url)
     server.start("serve.log")
     try:
         r = httpx.post(f"{server.url}/api/studies", json=EXAMPLE, timeout=30)
@@ -35,7 +35,7 @@ def test_study_over_http_completes_and_exports(tmp_path: Path) -> None:
         body = wait_for(server, sid, lambda b: b["status"] == "completed")
         assert body["progress"]["finished"] == EXAMPLE["search"]["n_trials"]
         front = httpx.get(f"{server.url}/api/studies/{sid}/front", timeout=30).json()
-        study = optuna.load_study(study_name=EXAMPLE["name"], storage=db)
+        study = optuna.load_study(study_name=EXAMPLE["name"], storage=db_url)
         assert sorted(t["number"] for t in front["trials"]) == sorted(
             t.number for t in study.best_trials
         )
@@ -54,9 +54,8 @@ def test_study_over_http_completes_and_exports(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_server_killed_mid_study_resumes_on_restart(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'clnas.db'}"
-    server = Server(tmp_path, db)
+def test_server_killed_mid_study_resumes_on_restart(tmp_path: Path, db_url: str) -> None:
+    server = Server(tmp_path, db_url)
     server.start("first.log")
     try:
         sid = httpx.post(f"{server.url}/api/studies", json=EXAMPLE, timeout=30).json()["id"]
@@ -65,7 +64,7 @@ def test_server_killed_mid_study_resumes_on_restart(tmp_path: Path) -> None:
     finally:
         server.kill()
     time.sleep(3)  # the study process and Ray head follow their parent down
-    before = _snapshot(db, EXAMPLE["name"])
+    before = _snapshot(db_url, EXAMPLE["name"])
     done_before = {n: v for n, v in before.items() if v[0] in DONE}
     assert done_before and len(done_before) < EXAMPLE["search"]["n_trials"]
     server.start("second.log")
@@ -73,7 +72,7 @@ def test_server_killed_mid_study_resumes_on_restart(tmp_path: Path) -> None:
         body = wait_for(server, sid, lambda b: b["status"] == "completed")
     finally:
         server.stop()
-    after = _snapshot(db, EXAMPLE["name"])
+    after = _snapshot(db_url, EXAMPLE["name"])
     for n, v in done_before.items():
         assert after[n] == v  # nothing completed before the kill is lost or changed
     done_after = [n for n, v in after.items() if v[0] in DONE]
