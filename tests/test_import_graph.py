@@ -21,11 +21,13 @@ SERVICE_RANKS: dict[str, int] = {
     "service.api": 4, "service.dashboard": 4,
     "service.domain": 3,
     "service.state": 2, "service.runner": 2, "service.worker": 2, "service.train_worker": 2,
-    "service.store": 1, "service.views": 1, "service.promotion": 1,
+    "service.store": 1, "service.views": 1, "service.promotion": 1, "service.lifecycle": 1,
+    "service.ray_head": 1,
     "service.db": 0, "service.settings": 0, "service.errors": 0, "service.migrations": 0,
 }
 NO_FRAMEWORK = ("service.domain", "service.state", "service.store", "service.views",
-                "service.promotion", "service.db", "service.errors", "service.runner")
+                "service.promotion", "service.db", "service.errors", "service.runner",
+                "service.lifecycle", "service.ray_head")
 
 
 def _module(path: Path) -> str:
