@@ -54,10 +54,11 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+FILES = {_module(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
 def _graph() -> dict[str, set[str]]:
-    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
-    modules = {_module(p): p for p in files}
-    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+    return {name: {m for m in _imports(path) if m in FILES} for name, path in FILES.items()}
 
 
 GRAPH = _graph()
@@ -118,6 +119,38 @@ def test_no_import_cycle_inside_service() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+# The analytic models are the check on the torch modules, so they must not be built from them:
+# the block types' declarations (and everything they import in the repo) and the cost and CDG
+# models import no torch (issue 18; docs/development.md "Adding a block type").
+TORCH_FREE = sorted(
+    {m for m in GRAPH if m.startswith("search_space.block_types")}
+    | {"objectives.cost", "objectives.cdg"}
+)
+
+
+def _closure(module: str) -> set[str]:
+    """`module` and the repo modules it imports, transitively, except through a package's
+    `__init__` it names only as the parent of a submodule (`from search_space import x` imports
+    `search_space`, whose own imports are not `x`'s)."""
+    seen, todo = {module}, [module]
+    while todo:
+        for dep in GRAPH[todo.pop()]:
+            if dep not in seen and dep.startswith("search_space.block_types"):
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_the_analytic_models_import_no_torch(module: str) -> None:
+    assert "search_space.block_types.spec" in GRAPH["search_space.block_types.clc"]  # guard
+    closure = _closure(module)
+    torch = sorted(
+        (m, dep) for m in closure for dep in _imports(FILES[m]) if dep.split(".")[0] == "torch"
+    )
+    assert not torch, f"{module} reaches torch: {torch}"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "service").rglob("*.py")), ids=str)
