@@ -1,8 +1,9 @@
 """Training throughput (img/s) of the project's proxy training step against a plain PyTorch loop,
 per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
 
-- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"` times both
-  layouts on the candidate; AMP by the recipe's default: off on CPU, bf16/fp16 on CUDA),
+- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"`: channels_last
+  but for models measured faster in NCHW, docs/hardware.md#memory-format; AMP by the recipe's
+  default: off on CPU, bf16/fp16 on CUDA),
   `workers.device.train_step` with the proxy's SGD (Nesterov, weight decay) and loss.
 - `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
   settings, the textbook `zero_grad / loss.backward / step`.
@@ -31,8 +32,8 @@ import torch
 from torch import nn
 
 from search_space import build_model, load_arch, zoo_names
-from workers.device import configure_cuda, make_plan, step_timer, train_step
-from workers.proxy import ProxyRecipe, make_optimizer
+from workers.device import configure_cuda, train_step
+from workers.proxy import ProxyRecipe, make_optimizer, plan_for
 
 CLASSES = 100
 
@@ -59,14 +60,11 @@ def _sync(device: torch.device) -> None:
 
 def project_step(
     name: str, recipe: ProxyRecipe, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
-) -> tuple[Callable[[], None], str, float]:
-    """The proxy trainer's step for `name`: (step, plan description, seconds spent choosing)."""
+) -> tuple[Callable[[], None], str]:
+    """The proxy trainer's step for `name` and its plan's description."""
     model = _model(name)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    t0 = time.perf_counter()
-    probe = step_timer(model, batch, criterion) if recipe.memory_format == "auto" else None
-    plan = make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
-    choose_s = time.perf_counter() - t0
+    plan = plan_for(model, recipe, device)
     model = plan.prepare(model)
     optimizer = make_optimizer(model, recipe)
     scaler = plan.grad_scaler()
@@ -75,7 +73,7 @@ def project_step(
     def step() -> None:
         train_step(model, x, y, criterion, optimizer, scaler, plan)
 
-    return step, plan.describe(), choose_s
+    return step, plan.describe()
 
 
 def plain_step(
@@ -112,10 +110,10 @@ def compare(names: list[str], args: argparse.Namespace, device: torch.device) ->
     recipe = ProxyRecipe(batch_size=args.batch, device=device.type)  # type: ignore[arg-type]
     batch = _batch(args.batch, device)
     print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
-          f"{'project plan':28s} {'choose s':>8s}")
+          f"{'project plan':28s}")
     ratios = []
     for name in names:
-        project, plan, choose_s = project_step(name, recipe, batch, device)
+        project, plan = project_step(name, recipe, batch, device)
         plain = plain_step(name, recipe, batch, device)
         times: dict[str, list[float]] = {"plain": [], "project": []}
         for _ in range(args.warmup):
@@ -129,7 +127,7 @@ def compare(names: list[str], args: argparse.Namespace, device: torch.device) ->
         project_ips = args.batch / statistics.median(times["project"])
         ratios.append(project_ips / plain_ips)
         print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
-              f"{plan:28s} {choose_s:8.1f}", flush=True)
+              f"{plan:28s}", flush=True)
     print(f"min ratio {min(ratios):.2f}x, geometric mean "
           f"{statistics.geometric_mean(ratios):.2f}x over {len(ratios)} models")
 
@@ -145,7 +143,7 @@ def _trial(
     if share < 1:
         torch.cuda.set_per_process_memory_fraction(share, device)
     recipe = ProxyRecipe(batch_size=batch, device="cuda")
-    step, _, _ = project_step(name, recipe, _batch(batch, device), device)
+    step, _ = project_step(name, recipe, _batch(batch, device), device)
     for _ in range(5):
         step()
     _sync(device)

@@ -4,9 +4,11 @@ threads, the trial's share of a GPU, and the one training step the proxy and ful
 - channels_last is applied to 4-D parameters, buffers and inputs only. ChannelNets' channel-wise
   convolutions (gcwm, dwscw) and the convolutional classifier hold 5-D Conv3d weights, for which
   `Module.to(memory_format=torch.channels_last)` raises; those stay contiguous.
-- `memory_format="auto"` times a few training steps in each layout on a copy of the model and
-  keeps the faster (docs/hardware.md#memory-format): on CPU channels_last is 1.4-1.7x faster for
-  the depthwise families and 20% slower for HetConv, so no fixed rule fits every candidate.
+- `memory_format="auto"` is channels_last on CUDA (what tensor-core convolutions want) and, on
+  CPU, for every model except one whose modules declare NCHW the safer choice
+  (`cpu_prefers_contiguous`; today HetConv with part P > 1, whose 1x1 gather moves P-1 copies
+  of its input). Measured, docs/hardware.md#memory-format. A fixed rule, not a timed probe: the
+  same plan on every run and on every DDP rank, at no cost.
 - `amp=None` means on for CUDA (bf16 where supported, else fp16 with a GradScaler) and off on
   CPU; `amp=True` on CPU is bf16 autocast, which is how tests run the accelerator path here.
 """
@@ -14,10 +16,7 @@ threads, the trial's share of a GPU, and the one training step the proxy and ful
 from __future__ import annotations
 
 import contextlib
-import copy
-import logging
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -25,16 +24,9 @@ from typing import Literal, TypeVar
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 M = TypeVar("M", bound=nn.Module)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# "auto" times PROBE_WARMUP + PROBE_STEPS steps per layout; it is skipped (device default
-# kept) when that would exceed 1/PROBE_MIN_RATIO of the run's steps.
-PROBE_WARMUP, PROBE_STEPS, PROBE_MIN_RATIO = 1, 2, 20
-
 
 @dataclass(frozen=True)
 class DevicePlan:
@@ -113,60 +105,22 @@ def make_plan(
     *,
     memory_format: MemoryFormat,
     amp: bool | None,
-    probe: Callable[[DevicePlan], float] | None = None,
+    model: nn.Module | None = None,
 ) -> DevicePlan:
-    """The plan on `device`. "auto" asks `probe` (seconds per step of a plan, see `step_timer`
-    over the model) for both layouts and keeps the faster; without a probe it keeps the device's
-    default: channels_last on CUDA (tensor-core convolutions want NHWC), contiguous on CPU."""
-    dtype = amp_dtype(device, amp)
-    if memory_format != "auto":
-        return DevicePlan(device, memory_format == "channels_last", dtype)
-    if probe is None:
-        return DevicePlan(device, device.type == "cuda", dtype)
-    timed = {cl: probe(DevicePlan(device, cl, dtype)) for cl in (False, True)}
-    chosen = DevicePlan(device, timed[True] < timed[False], dtype)
-    log.info(
-        "memory format: contiguous %.1f ms/step, channels_last %.1f ms/step -> %s",
-        timed[False] * 1e3, timed[True] * 1e3, chosen.describe(),
-    )
-    return chosen
+    """The plan for `model` on `device`: "auto" as in the module docstring, the other two taken
+    as given; `amp` as in `amp_dtype`."""
+    if memory_format == "auto":
+        channels_last = device.type != "cpu" or not cpu_prefers_contiguous(model)
+    else:
+        channels_last = memory_format == "channels_last"
+    return DevicePlan(device, channels_last, amp_dtype(device, amp))
 
 
-def step_timer(
-    model: nn.Module,
-    batch: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: LossFn,
-    *,
-    warmup: int = PROBE_WARMUP,
-    steps: int = PROBE_STEPS,
-) -> Callable[[DevicePlan], float]:
-    """A probe for `make_plan`: the fastest of `steps` timed SGD steps (other processes only
-    ever add time) of a copy of `model` on `batch` under a plan. Neither the model, nor torch's
-    RNG (dropout, initialisers) is touched."""
-
-    def seconds_per_step(plan: DevicePlan) -> float:
-        trial = plan.prepare(copy.deepcopy(model))
-        trial.train()
-        optimizer = torch.optim.SGD(trial.parameters(), lr=1e-3, momentum=0.9)
-        scaler = plan.grad_scaler()
-        x, y = batch[0].to(plan.device), batch[1].to(plan.device)
-        times = []
-        with torch.random.fork_rng(devices=_cuda_indices(plan.device)):
-            for i in range(warmup + steps):
-                _sync(plan.device)
-                t0 = time.perf_counter()
-                train_step(trial, x, y, loss_fn, optimizer, scaler, plan)
-                _sync(plan.device)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-        return min(times)
-
-    return seconds_per_step
-
-
-def worth_probing(total_steps: int) -> bool:
-    """Whether timing both layouts costs at most 1/PROBE_MIN_RATIO of a run of `total_steps`."""
-    return total_steps >= PROBE_MIN_RATIO * 2 * (PROBE_WARMUP + PROBE_STEPS)
+def cpu_prefers_contiguous(model: nn.Module | None) -> bool:
+    """Whether a module of `model` declares NCHW faster on CPU (docs/hardware.md#memory-format)."""
+    if model is None:
+        return False
+    return any(getattr(m, "cpu_prefers_contiguous", False) for m in model.modules())
 
 
 def trial_threads(requested: int | None) -> int | None:
@@ -202,12 +156,3 @@ def _ray_assigned() -> dict[str, float]:
     except AssertionError:  # Ray asserts that this process is a worker, not the driver
         return {}
     return assigned
-
-
-def _cuda_indices(device: torch.device) -> list[int]:
-    return [device.index or 0] if device.type == "cuda" else []
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

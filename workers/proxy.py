@@ -27,10 +27,8 @@ from workers.device import (
     MemoryFormat,
     configure_cuda,
     make_plan,
-    step_timer,
     train_step,
     trial_threads,
-    worth_probing,
 )
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ class ProxyRecipe(BaseModel):
     num_threads: PosInt | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: bool = True  # 4-pixel pad random crop + horizontal flip
-    # docs/hardware.md#recipe-fields: "auto" times both layouts on the candidate (CUDA and CPU)
+    # docs/hardware.md#memory-format: "auto" is channels_last unless measured slower
     memory_format: MemoryFormat = "auto"
     # None: on for CUDA (bf16 where supported, else fp16 with GradScaler), off on CPU;
     # True on CPU is bf16 autocast
@@ -253,7 +251,7 @@ def _fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     total_steps = recipe.epochs * len(train_batches)
     configure_cuda(dev)
-    plan = plan_for(model, recipe, dev, train, data, criterion, total_steps)
+    plan = plan_for(model, recipe, dev)
     log.info("training on %s", plan.describe())
     model = plan.prepare(model)
     optimizer = make_optimizer(model, recipe)
@@ -306,26 +304,9 @@ def make_optimizer(model: nn.Module, recipe: ProxyRecipe) -> torch.optim.SGD:
     )
 
 
-def plan_for(
-    model: nn.Module,
-    recipe: ProxyRecipe,
-    dev: torch.device,
-    train: ImageSet,
-    data: CifarSplits,
-    criterion: nn.Module,
-    total_steps: int,
-) -> DevicePlan:
-    """The recipe's memory format and AMP for `model`; "auto" times both layouts on the first
-    training batch (unshuffled: the run's generator is not drawn from) when the run is long
-    enough to pay for it (`workers.device.worth_probing`)."""
-    probe = None
-    if recipe.memory_format == "auto" and worth_probing(total_steps):
-        n = min(recipe.batch_size, len(train))
-        first = Batches(
-            train.images[:n], train.labels[:n], n, device=dev, mean=data.mean, std=data.std
-        )
-        probe = step_timer(model, next(iter(first)), criterion)
-    return make_plan(dev, memory_format=recipe.memory_format, amp=recipe.amp, probe=probe)
+def plan_for(model: nn.Module, recipe: ProxyRecipe, dev: torch.device) -> DevicePlan:
+    """The recipe's memory format and AMP for `model` on `dev` (`workers.device.make_plan`)."""
+    return make_plan(dev, memory_format=recipe.memory_format, amp=recipe.amp, model=model)
 
 
 @torch.inference_mode()

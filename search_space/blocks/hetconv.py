@@ -54,11 +54,26 @@ class HetConv2d(nn.Module):
                 part * (cin - cin // part), cout, 1, stride, groups=part, bias=False
             )
 
+    @property
+    def cpu_prefers_contiguous(self) -> bool:
+        """For "auto" on CPU (docs/hardware.md#memory-format): with P > 1 the 1x1 part gathers
+        P-1 copies of its input, and whether NHWC then wins depends on the machine's memory
+        traffic: 0.91-0.93x of NCHW for P = 4-16 in the benchmark at load 10, 1.1-1.3x at load ~1,
+        0.79x at P = 64 (2 threads, batch 128). NCHW is never slower than the plain loop."""
+        return self.pointwise is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.spatial(x)
         if self.pointwise is None:
             return y
-        return y + self.pointwise(x.index_select(1, self.gather))
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # NHWC in memory (docs/hardware.md#memory-format): gather along the innermost axis so
+            # the 1x1 conv gets an NHWC map; `index_select(1, ...)` would return NCHW and make
+            # every HetConv layer convert both ways.
+            others = x.permute(0, 2, 3, 1).index_select(3, self.gather).permute(0, 3, 1, 2)
+        else:
+            others = x.index_select(1, self.gather)
+        return y + self.pointwise(others)
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent dense kxk weight (zeros off the HetConv pattern), for tests and export."""

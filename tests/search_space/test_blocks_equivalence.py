@@ -365,3 +365,30 @@ def test_channel_shuffle_keeps_channels_last(channels, groups):
         (y * weight).sum().backward()
         grads.append(leaf.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize(("cin", "cout", "part", "stride"), [(8, 12, 2, 1), (16, 16, 4, 2)])
+def test_hetconv_keeps_channels_last(cin, cout, part, stride):
+    """HetConv on an NHWC map gives the same output and gradients as on NCHW and stays NHWC (its
+    channel gather returned NCHW and made every layer convert both ways)."""
+    torch.manual_seed(0)
+    het = HetConv2d(cin, cout, part=part, stride=stride).to(DT)
+    x = torch.randn(2, cin, 5, 7, dtype=DT)
+    seen: list[torch.Tensor] = []
+    assert het.pointwise is not None
+    het.pointwise.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    outs, grads = [], []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        het.zero_grad()
+        for p in het.parameters():
+            p.data = p.data.contiguous(memory_format=layout)
+        leaf = x.clone().requires_grad_()
+        y = het(leaf.contiguous(memory_format=layout))
+        assert y.is_contiguous(memory_format=layout)
+        assert seen[-1].is_contiguous(memory_format=layout)  # the gathered map the 1x1 conv gets
+        (y * torch.arange(cout, dtype=DT).view(1, -1, 1, 1)).sum().backward()
+        outs.append(y.detach())
+        grads.append((leaf.grad, *(p.grad.clone() for p in het.parameters())))
+    assert max_diff(outs[0], outs[1]) < TOL
+    for a, b in zip(*grads, strict=True):
+        assert max_diff(a, b) < TOL

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
 import types
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ from torch import nn
 
 from search_space import Arch, ArchError, build_model, load_arch, zoo_names
 from search_space.blocks import BLOCKS, HEADS
+from search_space.blocks.hetconv import HetConv2d
 from search_space.sampling import RandomSuggester, sample_arch
 from search_space.spaces import load_space
 from workers import device as device_mod
 from workers.data import write_cifar100_archive
-from workers.device import DevicePlan, make_plan, step_timer, train_step, trial_threads
+from workers.device import DevicePlan, make_plan, train_step, trial_threads
 from workers.full.loop import batch_loss, device_plan
 from workers.full.optim import make_optimizer as full_optimizer
 from workers.full.recipe import load_recipe, parse_recipe
@@ -83,7 +83,7 @@ def full_step(arch: Arch, seed: int = 0) -> None:
     """One step of the full trainer's own pieces (`device_plan`, optimiser, `batch_loss`)."""
     torch.manual_seed(seed)
     model = build_model(_cifar(arch))
-    plan = device_plan(FORCED_FULL, CPU)
+    plan = device_plan(FORCED_FULL, CPU, model)
     assert (plan.channels_last, plan.amp_dtype) == (True, torch.bfloat16)
     model = plan.prepare(model).train()
     loss_fn = batch_loss(nn.CrossEntropyLoss(label_smoothing=0.1))
@@ -207,38 +207,28 @@ def test_recipe_fields_validate_and_name_the_field() -> None:
 
 
 def test_amp_defaults_off_on_cpu_and_bf16_when_asked() -> None:
-    assert make_plan(CPU, memory_format="auto", amp=None) == DevicePlan(CPU, False, None)
+    assert make_plan(CPU, memory_format="contiguous", amp=None) == DevicePlan(CPU, False, None)
     assert make_plan(CPU, memory_format="contiguous", amp=True).amp_dtype == torch.bfloat16
     assert not DevicePlan(CPU, False, torch.bfloat16).grad_scaler().is_enabled()
 
 
-class _SlowIn(nn.Module):
-    """A conv that sleeps when its input has the layout `slow_if_channels_last` says."""
-
-    def __init__(self, slow_if_channels_last: bool):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4, CLASSES)
-        self.slow_if_channels_last = slow_if_channels_last
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if cl == self.slow_if_channels_last:
-            time.sleep(0.2)
-        return self.fc(self.conv(x).mean((2, 3)))
-
-
-@pytest.mark.parametrize("slow_if_channels_last", [True, False])
-def test_auto_keeps_the_faster_layout(slow_if_channels_last: bool) -> None:
-    model = _SlowIn(slow_if_channels_last)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    torch.manual_seed(5)
-    rng_before = torch.get_rng_state()
-    probe = step_timer(model, _batch(0), nn.CrossEntropyLoss())
-    plan = make_plan(CPU, memory_format="auto", amp=None, probe=probe)
-    assert plan.channels_last is not slow_if_channels_last
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert torch.equal(torch.get_rng_state(), rng_before)
+@pytest.mark.parametrize("device", [CPU, torch.device("cuda")])
+def test_auto_is_channels_last_but_where_measured_slower(device: torch.device) -> None:
+    """The measured rule (docs/hardware.md#memory-format): NHWC on CUDA, and on CPU except for
+    HetConv with part > 1 (its channel gather); the same plan on every call (every DDP rank
+    agrees); "contiguous" and "channels_last" override it."""
+    dense, het = (nn.Sequential(HetConv2d(64, 64, part=part), nn.ReLU()) for part in (1, 4))
+    on_cuda = device.type == "cuda"
+    assert make_plan(device, memory_format="auto", amp=False) == DevicePlan(device, True, None)
+    assert make_plan(device, memory_format="auto", amp=False, model=dense).channels_last
+    assert make_plan(device, memory_format="auto", amp=False, model=het).channels_last is on_cuda
+    assert not make_plan(device, memory_format="contiguous", amp=False, model=dense).channels_last
+    assert make_plan(device, memory_format="channels_last", amp=False, model=het).channels_last
+    for name, cl_on_cpu in [("hetconv_vgg16_p4", False), ("hetconv_vgg16_p1", True),
+                            ("mobilenet_v2_cifar100", True), ("channelnet_v1_cifar100", True)]:
+        model = build_model(load_arch(name))
+        plan = make_plan(device, memory_format="auto", amp=False, model=model)
+        assert plan.channels_last is (cl_on_cpu or on_cuda), name
 
 
 def _fake_ray(assigned: dict[str, float]) -> Any:

@@ -122,7 +122,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     raw = build_model(load_arch(job.arch))
     configure_cuda(device)
-    plan = device_plan(recipe, device)
+    plan = device_plan(recipe, device, raw)
     raw = plan.prepare(raw)
     model = ray.train.torch.prepare_model(raw)  # wraps `raw` in DDP
     ema = (
@@ -222,11 +222,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             )
 
 
-def device_plan(recipe: Recipe, device: torch.device) -> DevicePlan:
-    """The recipe's memory format and AMP on this worker's device. "auto" keeps the device's
-    default layout (no timing): DDP checks that every rank holds parameters of the same
-    strides, and timed choices could differ between ranks."""
-    return make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp)
+def device_plan(recipe: Recipe, device: torch.device, model: nn.Module) -> DevicePlan:
+    """The recipe's memory format and AMP on this worker's device. "auto" is a fixed rule
+    (`workers.device.make_plan`), so every rank holds parameters of the same strides, as DDP
+    requires."""
+    return make_plan(device, memory_format=recipe.memory_format, amp=recipe.amp, model=model)
 
 
 def batch_loss(criterion: nn.Module) -> LossFn:

@@ -62,7 +62,7 @@ class Recipe(BaseModel):
     color_jitter: Fraction = 0.0  # brightness, contrast and saturation strength
     mean: Channels = Field(default_factory=lambda: list(IMAGENET_MEAN))
     std: Channels = Field(default_factory=lambda: list(IMAGENET_STD))
-    # docs/hardware.md#recipe-fields. "auto": channels_last on CUDA, contiguous on CPU.
+    # docs/hardware.md#memory-format: "auto" is channels_last unless measured slower
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # None: on for CUDA (bf16 where supported, else fp16 with GradScaler), off on CPU;
     # True on CPU is bf16 autocast
