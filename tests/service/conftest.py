@@ -68,17 +68,25 @@ def postgresql_server() -> Iterator[tuple[str, int]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'clnas.db'}"
-        return
+DATABASES = ["sqlite", "postgresql"]
+
+
+def new_database(request: pytest.FixtureRequest, kind: str, folder: Path) -> str:
+    """The URL of an empty clnas database: a SQLite file in `folder`, or a fresh database on
+    the session's PostgreSQL server."""
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'clnas.db'}"
     host, port = request.getfixturevalue("postgresql_server")
     name = f"t{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"host={host} port={port} user=postgres dbname=postgres",
                          autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+    return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return new_database(request, request.param, tmp_path)
 
 
 def seed_study(url: str, doc: dict[str, Any], n: int, seed: int = 0) -> StudySpec:

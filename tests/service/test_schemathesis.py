@@ -1,7 +1,8 @@
 """Issue 5, acceptance 5: schemathesis over the service's own `/openapi.json`.
 
 The real app is served by uvicorn on a free port (API only: studies are not executed) with a
-bearer token configured and a seeded study, so the generated requests hit real rows. Every
+bearer token configured and a seeded study, so the generated requests hit real rows; once on a
+SQLite file and once on a PostgreSQL database (issue 17, acceptance 2). Every
 operation gets schema-valid and schema-violating inputs; every response must be a non-5xx that
 conforms to the documented schema (status code, content type, headers, body). At least 1,000
 requests are sent in all. Token enforcement is checked for every mutating operation."""
@@ -29,7 +30,7 @@ from schemathesis.checks import (
 
 from service.settings import Settings
 from tests.service.browser import live_server
-from tests.service.conftest import seed_study
+from tests.service.conftest import DATABASES, new_database, seed_study
 
 EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "synthetic_small.json").read_text())
 TOKEN = "schemathesis-token"
@@ -41,10 +42,11 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_POSTS = {"/api/cost"}  # pure computations, no stored state: no token needed
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=DATABASES)
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("schemathesis")
-    db = f"sqlite:///{tmp / 'clnas.db'}"
+    db = new_database(request, request.param, tmp)
     settings = Settings(db_url=db, results_dir=str(tmp / "ray"), run_studies=False, token=TOKEN)
     with live_server(settings) as url:
         # a study the generated ids can hit: submitted over the API, trials seeded in the store
