@@ -13,9 +13,10 @@ to fvcore's count of the built module *exactly*:
 - `conv_bias_adds`: one addition per conv bias per output element. Not part of `madds`; papers
   that count FLOPs with the bias (HetConv Table 1) compare against `madds + conv_bias_adds`.
 
-Every function below mirrors one module in `search_space/blocks` layer by layer; a conv with
-`groups = g` from `cin` to `cout` costs `cout * (cin / g) * kh * kw` per output pixel
-(docs/design.md §1.1).
+Each block type's rule (`BlockSpec.cost`, in `search_space/block_types/<name>.py`) mirrors its
+module in `search_space/blocks` layer by layer, from the layer rules of
+`search_space/block_types/costing.py` (re-exported here); a conv with `groups = g` from `cin` to
+`cout` costs `cout * (cin / g) * kh * kw` per output pixel (docs/design.md §1.1).
 
 Each row also carries its channel receptive field (docs/design.md §2): the min and mean over output
 channels of the fraction of input channels they see, from the block's CDG (`objectives.cdg`).
@@ -27,250 +28,48 @@ block row (the stage rows, not the stem or head) has a minimum of 1.0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from objectives.cdg import block_signature, signature_crf
-from search_space import load_arch
-from search_space.arch import (
-    Arch,
-    BlockPlan,
-    ConvClassifierHead,
-    FCHead,
-    conv_out_size,
-    effnet_bottleneck,
+from search_space import block_types, load_arch
+from search_space.arch import Arch, BlockPlan, ConvClassifierHead, FCHead, conv_out_size
+from search_space.block_types.costing import (
+    ZERO,
+    Cost,
+    bn,
+    channel_wise,
+    conv,
+    conv_bn,
+    linear,
+    squeeze_excite,
 )
 
+__all__ = [
+    "BLOCK_COSTS",
+    "ZERO",
+    "BlockCost",
+    "Cost",
+    "CostReport",
+    "StageCost",
+    "block_cost",
+    "bn",
+    "channel_wise",
+    "conv",
+    "conv_bn",
+    "conv_classifier_head",
+    "cost_report",
+    "fc_head",
+    "linear",
+    "resolve_arch",
+    "squeeze_excite",
+]
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    madds: int
-    params: int
-    conv_bias_adds: int = 0
+# -- blocks: each type's rule is its `BlockSpec.cost` (search_space/block_types/<name>.py) -------
 
-    def __add__(self, other: Cost) -> Cost:
-        return Cost(
-            self.madds + other.madds,
-            self.params + other.params,
-            self.conv_bias_adds + other.conv_bias_adds,
-        )
-
-
-ZERO = Cost(0, 0)
-
-
-def _total(*parts: Cost) -> Cost:
-    return sum(parts, ZERO)
-
-
-# -- layers -------------------------------------------------------------------------------
-
-
-def conv(
-    cin: int, cout: int, *, area: int = 1, pixels: int, groups: int = 1, bias: bool = False
-) -> Cost:
-    """Grouped conv, kernel area `kh*kw`, `pixels = Ho*Wo` output positions (docs/design.md
-    §1.1)."""
-    weights = cout * (cin // groups) * area
-    return Cost(
-        weights * pixels,
-        weights + (cout if bias else 0),
-        cout * pixels if bias else 0,
-    )
-
-
-def bn(channels: int) -> Cost:
-    """BatchNorm: affine weight and bias, no MAdds (docs/design.md §3)."""
-    return Cost(0, 2 * channels)
-
-
-def conv_bn(
-    cin: int, cout: int, *, area: int = 1, pixels: int, groups: int = 1, bias: bool = False
-) -> Cost:
-    """`ConvBNAct` (the activation is free)."""
-    return conv(cin, cout, area=area, pixels=pixels, groups=groups, bias=bias) + bn(cout)
-
-
-def linear(cin: int, cout: int) -> Cost:
-    return Cost(cin * cout, cin * cout + cout)
-
-
-def channel_wise(cw_kernel: int, *, kernels: int, out_channels: int, pixels: int) -> Cost:
-    """ChannelNets channel-wise conv (docs/design.md §1.4): weights `kernels*dc`, MAdds
-    `dc*C_out*H*W`."""
-    return Cost(cw_kernel * out_channels * pixels, cw_kernel * kernels)
-
-
-def squeeze_excite(channels: int, se_ratio: int) -> Cost:
-    """ANTNets channel attention: two 1x1 convs with bias on the pooled `1x1` map."""
-    hidden = max(1, channels // se_ratio)
-    return conv(channels, hidden, pixels=1, bias=True) + conv(hidden, channels, pixels=1, bias=True)
-
-
-# -- blocks (one per module in search_space/blocks) ---------------------------------------
-
-
-def _pixels(plan: BlockPlan) -> tuple[int, int]:
-    return plan.size_in * plan.size_in, plan.size_out * plan.size_out
-
-
-def conv_block(p: BlockPlan) -> Cost:
-    s, (_, out_px) = p.spec, _pixels(p)
-    return conv_bn(p.cin, p.cout, area=s.kernel**2, pixels=out_px, bias=s.bias)
-
-
-def hetconv_block(p: BlockPlan) -> Cost:
-    """HetConv Eq. (FL_HC): `Ho*Wo*N*(M/P*k*k + (M - M/P))`, weights `N*(M/P*k*k + M - M/P)`.
-
-    As built: a grouped kxk conv (`groups = P`, carries the bias) plus, for `P > 1`, a grouped
-    1x1 conv (`groups = P`) over the `M - M/P` gathered channels outside each group.
-    """
-    s, (_, out_px) = p.spec, _pixels(p)
-    part = p.cin if s.part == "in" else s.part
-    spatial = conv(p.cin, p.cout, area=s.kernel**2, pixels=out_px, groups=part, bias=s.bias)
-    others = p.cin - p.cin // part
-    pointwise = conv(part * others, p.cout, pixels=out_px, groups=part) if part > 1 else ZERO
-    return spatial + pointwise + bn(p.cout)
-
-
-def dws_block(p: BlockPlan) -> Cost:
-    """MobileNetV1 depthwise separable conv (docs/design.md §1.1); without the depthwise BN when
-    `dw_bn_act` is false (ChannelNets, docs/design.md §1.4)."""
-    s, (_, out_px) = p.spec, _pixels(p)
-    dw = conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin)
-    return dw + (bn(p.cin) if s.dw_bn_act else ZERO) + conv_bn(p.cin, p.cout, pixels=out_px)
-
-
-def _inverted_residual(
-    p: BlockPlan, *, expand: int, kernel: int, groups: int = 1, se_ratio: int | None = None
-) -> Cost:
-    """MobileNetV2 inverted residual (docs/design.md §1.1); with `se_ratio` the ANTBlock
-    (docs/design.md §1.5)."""
-    in_px, out_px = _pixels(p)
-    hidden = p.cin * expand
-    return _total(
-        conv_bn(p.cin, hidden, pixels=in_px) if expand > 1 else ZERO,
-        conv_bn(hidden, hidden, area=kernel**2, pixels=out_px, groups=hidden),
-        squeeze_excite(hidden, se_ratio) if se_ratio is not None else ZERO,
-        conv_bn(hidden, p.cout, pixels=out_px, groups=groups),
-    )
-
-
-def mbconv_block(p: BlockPlan) -> Cost:
-    return _inverted_residual(p, expand=p.spec.expand, kernel=p.spec.kernel)
-
-
-def clc_block(p: BlockPlan) -> Cost:
-    """clcNet Sec. 3 / Eq. 2: IGC `A*L*M/g1` + GC `N*L/g2` per output pixel, BN after each."""
-    s, (_, out_px) = p.spec, _pixels(p)
-    mid = s.mid or p.cin
-    igc = conv(p.cin, mid, area=s.kernel**2, pixels=out_px, groups=s.g1) + bn(mid)
-    return igc + conv_bn(mid, p.cout, pixels=out_px, groups=s.g2)
-
-
-def ant_block(p: BlockPlan) -> Cost:
-    s = p.spec
-    return _inverted_residual(
-        p, expand=s.expand, kernel=s.kernel, groups=s.groups, se_ratio=s.se_ratio
-    )
-
-
-def eant_block(p: BlockPlan) -> Cost:
-    """ANTNets e-ANTBlock: `K` ANTBlock bodies plus `K` ensemble logits (docs/design.md §1.5)."""
-    s = p.spec
-    members = (
-        _inverted_residual(p, expand=s.expand, kernel=s.kernel, groups=g, se_ratio=s.se_ratio)
-        for g in s.groups
-    )
-    return _total(*members) + Cost(0, len(s.groups))
-
-
-def _group_dws_pair(p: BlockPlan) -> Cost:
-    """ChannelNets GM body (docs/design.md §1.4): dw kxk (stride), GConv 1x1 + BN, dw kxk,
-    GConv 1x1 + BN. The depthwise convs carry no BN (ChannelNets §4.2)."""
-    s, (_, out_px) = p.spec, _pixels(p)
-    area = s.kernel**2
-    return _total(
-        conv(p.cin, p.cin, area=area, pixels=out_px, groups=p.cin),
-        conv_bn(p.cin, p.cout, pixels=out_px, groups=s.groups),
-        conv(p.cout, p.cout, area=area, pixels=out_px, groups=p.cout),
-        conv_bn(p.cout, p.cout, pixels=out_px, groups=s.groups),
-    )
-
-
-def gm_block(p: BlockPlan) -> Cost:
-    return _group_dws_pair(p)
-
-
-def gcwm_block(p: BlockPlan) -> Cost:
-    """GM + group channel-wise conv with `g` kernels of size `dc` (ChannelNets Sec. 3.3)."""
-    s, (_, out_px) = p.spec, _pixels(p)
-    fuse = channel_wise(s.cw_kernel, kernels=s.groups, out_channels=p.cout, pixels=out_px)
-    return _group_dws_pair(p) + fuse
-
-
-def dwscw_block(p: BlockPlan) -> Cost:
-    """ChannelNets DWSCW: weights `k*k*M + dc*kernels` + BN(N), `N/M` kernels when widening;
-    no BN after the depthwise conv (ChannelNets §4.2)."""
-    s, (_, out_px) = p.spec, _pixels(p)
-    kernels = p.cout // p.cin if p.cout >= p.cin else 1
-    return _total(
-        conv(p.cin, p.cin, area=s.kernel**2, pixels=out_px, groups=p.cin),
-        channel_wise(s.cw_kernel, kernels=kernels, out_channels=p.cout, pixels=out_px),
-        bn(p.cout),
-    )
-
-
-def shuffle_block(p: BlockPlan) -> Cost:
-    """ShuffleNet unit (docs/design.md §1.6): bottleneck `out/4`; at stride 2 the branch makes `out
-    - in`
-    channels and the average-pooled shortcut is free."""
-    s, (in_px, out_px) = p.spec, _pixels(p)
-    mid = p.cout // 4
-    in_groups = (s.in_groups or s.groups) if p.first else s.groups
-    branch = p.cout - p.cin if p.stride == 2 else p.cout
-    return _total(
-        conv_bn(p.cin, mid, pixels=in_px, groups=in_groups),
-        conv_bn(mid, mid, area=9, pixels=out_px, groups=mid),
-        conv_bn(mid, branch, pixels=out_px, groups=s.groups),
-    )
-
-
-def effnet_block(p: BlockPlan) -> Cost:
-    """EffNet (Freeman et al. 2018; docs/design.md §1.6): 1x1, dw 1xk on the input map; when
-    striding, the 2x1 separable pool halves the height *before* the dw kx1, so it runs on
-    `size_out x size_in` pixels (for k = 3: `3*Df^2*M + 3*(Df^2/2)*M` for the two depthwise
-    convs), and the last conv is 2x1 with stride 1x2 (`2*N*M` per output pixel); else 1x1.
-    Pool and stride round up, so every halved side is `size_out`."""
-    s = p.spec
-    in_px, out_px = _pixels(p)
-    mid = effnet_bottleneck(s, p.cout)
-    strided = p.stride == 2
-    return _total(
-        conv_bn(p.cin, mid, pixels=in_px),
-        conv_bn(mid, mid, area=s.kernel, pixels=in_px, groups=mid),
-        conv_bn(mid, mid, area=s.kernel, pixels=p.size_out * p.size_in, groups=mid),
-        conv_bn(mid, p.cout, area=2 if strided else 1, pixels=out_px),
-    )
-
-
-BLOCK_COSTS: dict[str, Callable[[BlockPlan], Cost]] = {
-    "conv": conv_block,
-    "hetconv": hetconv_block,
-    "dws": dws_block,
-    "mbconv": mbconv_block,
-    "clc": clc_block,
-    "ant": ant_block,
-    "eant": eant_block,
-    "gm": gm_block,
-    "gcwm": gcwm_block,
-    "dwscw": dwscw_block,
-    "shuffle": shuffle_block,
-    "effnet": effnet_block,
-}
+BLOCK_COSTS = block_types.Table(lambda spec: spec.cost, "block cost rules")
 
 
 def block_cost(plan: BlockPlan) -> Cost:

@@ -5,54 +5,105 @@ the offending value, e.g. `stages[3].g1: 3 does not divide 128 input channels`. 
 (group divisibility, channel flow, spatial sizes) run after parsing, while the document is walked
 block by block; the same walk (`Arch.blocks()`) is what the builder and the cost model consume, so
 stage logic (stride on the first block, widths) lives in exactly one place.
+
+The stage models, their union and each type's structural rules come from the block registry
+(`search_space/block_types/`, one module per type); `Arch.stages` is rebuilt when a type is
+registered or unregistered, and `BLOCK_TYPES` / `STAGE_MODELS` are live views of the registry.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeAlias,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from pydantic.fields import FieldInfo
 
+# The stage models are re-exported here under their old names (as `X as X`): each now lives in
+# its block type's module, `search_space/block_types/<name>.py`; the bounds in `.../base.py`.
+from search_space import block_types
+from search_space.block_types.ant import AntStage as AntStage
+from search_space.block_types.base import (
+    MAX_ANALYSIS_CELLS,
+    MAX_BLOCKS,
+    MAX_CLASSES,
+    MAX_HEAD_LAYERS,
+    MAX_HIDDEN,
+    MAX_IN_CHANNELS,
+    MAX_RESOLUTION,
+    MAX_STAGES,
+    MIN_RESOLUTION,
+    Act,
+    BlockPlan,
+    Kernel,
+    Stride,
+    Width,
+    conv_out_size,
+)
+from search_space.block_types.base import MAX_CHANNELS as MAX_CHANNELS
+from search_space.block_types.base import MAX_EXPAND as MAX_EXPAND
+from search_space.block_types.base import MAX_GROUPS as MAX_GROUPS
+from search_space.block_types.base import MAX_REPEAT as MAX_REPEAT
+from search_space.block_types.base import Expand as Expand
+from search_space.block_types.base import StageBase as _StageBase
+from search_space.block_types.base import Strict as _Strict
+from search_space.block_types.clc import ClcStage as ClcStage
+from search_space.block_types.conv import ConvStage as ConvStage
+from search_space.block_types.dws import DwsStage as DwsStage
+from search_space.block_types.dwscw import DwsCWStage as DwsCWStage
+from search_space.block_types.eant import EAntStage as EAntStage
+from search_space.block_types.effnet import EffNetStage as EffNetStage
+from search_space.block_types.effnet import effnet_bottleneck as effnet_bottleneck
+from search_space.block_types.gcwm import GCWMStage as GCWMStage
+from search_space.block_types.gm import GMStage as GMStage
+from search_space.block_types.hetconv import HetConvStage as HetConvStage
+from search_space.block_types.mbconv import MBConvStage as MBConvStage
+from search_space.block_types.shuffle import ShuffleStage as ShuffleStage
 from search_space.errors import ArchError, format_path
 
 FORMAT = "clnas.arch/1"
 M = TypeVar("M", bound=BaseModel)
 
-# Upper bounds on a document (docs/limits.md#architecture-documents). Each is at least twice the
-# largest value in the zoo (in brackets) and keeps analysing any accepted document bounded: the
-# structural walk and the cost model visit every block, and the CRF analysis (objectives.cdg)
-# holds boolean matrices as wide as a block's widest layer, so widths bound its memory.
-MAX_CHANNELS = 4096  # channels of any layer: stage, stem, mid, bottleneck, head [1920]
-MAX_IN_CHANNELS = 64  # channels of the input image [3]
-MAX_EXPAND = 16  # expansion ratio of mbconv / ant / eant [6]
-MAX_HIDDEN = 4096  # expanded channels inside a block, expand x input channels [1920]
-MAX_REPEAT = 64  # blocks in one stage [8]
-MAX_STAGES = 64  # stages [9]
-MAX_BLOCKS = 256  # blocks in the whole network, sum of repeats [17]
-MAX_CLASSES = 100_000  # num_classes [1000]
-MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024  # input side in pixels [32 .. 224]
-MAX_HEAD_LAYERS = 8  # hidden FC layers of the head [1]
-MAX_GROUPS = 8  # members of an e-ANT ensemble [3]
-# The CRF analysis builds boolean matrices as wide as a block's widest layer, once per branch:
-# their cells, summed over the distinct blocks, bound its time and memory before it starts
-# [9.7e6 in the zoo (shufflenet_v1_g3_x2); 3.8e7 sampled from the default space].
-MAX_ANALYSIS_CELLS = 2**26
-
-Expand = Annotated[int, Field(ge=1, le=MAX_EXPAND)]
-Width = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
-Kernel = Annotated[int, Field(ge=1, le=11)]
-Stride = Literal[1, 2]
-Act = Literal["relu", "relu6"]
+# The stage models and their `block` tags, in registration order: live views of the block
+# registry (`search_space/block_types/`), so a type registered later is in both.
+BLOCK_TYPES = block_types.Names()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _StageModels(block_types.Table[type[_StageBase]]):
+    """The registered stage models in order; compares equal to the tuple of them."""
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self.values()) == other if isinstance(other, tuple) else NotImplemented
+
+
+STAGE_MODELS = _StageModels(lambda spec: spec.stage, "stage models")
+
+
+def stage_union() -> Any:
+    """The discriminated union of the registered stage models (the arch's `stages` items)."""
+    models = tuple(spec.stage for spec in block_types.REGISTRY.values())
+    return Annotated[Union[models], Field(discriminator="block")]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    Stage: TypeAlias = _StageBase
+else:
+    Stage = stage_union()
+_built_models: tuple[type[_StageBase], ...] = tuple(STAGE_MODELS.values())
 
 
 class Stem(_Strict):
@@ -61,119 +112,6 @@ class Stem(_Strict):
     stride: Stride = 2
     act: Act = "relu"
     pool: Literal["max"] | None = None
-
-
-class _StageBase(_Strict):
-    out: Width
-    stride: Stride = 1
-    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
-    pool: Literal["max"] | None = None
-
-
-class ConvStage(_StageBase):
-    block: Literal["conv"]
-    kernel: Kernel = 3
-    bias: bool = False
-
-
-class HetConvStage(_StageBase):
-    block: Literal["hetconv"]
-    part: Width | Literal["in"]
-    kernel: Kernel = 3
-    bias: bool = False
-
-
-class DwsStage(_StageBase):
-    block: Literal["dws"]
-    kernel: Kernel = 3
-    # BN + ReLU after the depthwise conv (MobileNetV1); false in ChannelNets (docs/design.md §1.4)
-    dw_bn_act: bool = True
-
-
-class MBConvStage(_StageBase):
-    block: Literal["mbconv"]
-    expand: Expand
-    kernel: Kernel = 3
-
-
-class ClcStage(_StageBase):
-    block: Literal["clc"]
-    g1: Width
-    g2: Width
-    mid: Width | None = None
-    kernel: Kernel = 3
-    interlace: bool = True
-
-
-class AntStage(_StageBase):
-    block: Literal["ant"]
-    expand: Expand
-    se_ratio: Width
-    groups: Width = 1
-    kernel: Kernel = 3
-
-
-class EAntStage(_StageBase):
-    block: Literal["eant"]
-    expand: Expand
-    se_ratio: Width
-    groups: Annotated[list[Width], Field(min_length=1, max_length=MAX_GROUPS)]
-    kernel: Kernel = 3
-
-
-class GMStage(_StageBase):
-    block: Literal["gm"]
-    groups: Width
-    kernel: Kernel = 3
-
-
-class GCWMStage(_StageBase):
-    block: Literal["gcwm"]
-    groups: Width
-    cw_kernel: Width
-    kernel: Kernel = 3
-
-
-class DwsCWStage(_StageBase):
-    block: Literal["dwscw"]
-    cw_kernel: Width
-    kernel: Kernel = 3
-
-
-class ShuffleStage(_StageBase):
-    block: Literal["shuffle"]
-    groups: Width
-    in_groups: Width | None = None
-
-
-class EffNetStage(_StageBase):
-    block: Literal["effnet"]
-    kernel: Kernel = 3
-    bottleneck: Width | None = None
-
-
-Stage = Annotated[
-    ConvStage
-    | HetConvStage
-    | DwsStage
-    | MBConvStage
-    | ClcStage
-    | AntStage
-    | EAntStage
-    | GMStage
-    | GCWMStage
-    | DwsCWStage
-    | ShuffleStage
-    | EffNetStage,
-    Field(discriminator="block"),
-]
-
-# The stage models and their `block` tags, in union order, derived from `Stage` (the block
-# registry, `search_space/blocks/__init__.py`, pairs each with its module and search dimensions).
-STAGE_MODELS: tuple[type[_StageBase], ...] = get_args(get_args(Stage)[0])
-BLOCK_TYPES: tuple[str, ...] = tuple(
-    str(get_args(m.model_fields["block"].annotation)[0]) for m in STAGE_MODELS
-)
 
 
 class FCHead(_Strict):
@@ -190,33 +128,6 @@ class ConvClassifierHead(_Strict):
 
 Head = Annotated[FCHead | ConvClassifierHead, Field(discriminator="type")]
 HEAD_TYPES: tuple[str, ...] = ("fc", "conv_classifier")
-
-
-@dataclass(frozen=True, slots=True)
-class BlockPlan:
-    """One block of the network with its resolved shapes (what the builder and cost model need)."""
-
-    stage: int  # index into `Arch.stages`
-    index: int  # block index inside the stage
-    spec: Any  # the stage's model (ConvStage, ClcStage, ...)
-    cin: int
-    cout: int
-    stride: int
-    size_in: int  # square spatial side entering the block
-    size_out: int
-
-    @property
-    def first(self) -> bool:
-        return self.index == 0
-
-    @property
-    def block(self) -> str:
-        return str(self.spec.block)
-
-
-def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Spatial side after a conv with `padding = kernel // 2` (odd kernels: 'same' at stride 1)."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
 class Arch(_Strict):
@@ -281,12 +192,48 @@ class Arch(_Strict):
         return parse_arch({**self.to_dict(), **changes})
 
 
+def _rebuild_stage_union() -> None:
+    """Re-derive `Stage` and `Arch.stages` after a block type is (un)registered."""
+    global Stage, _built_models
+    models = tuple(STAGE_MODELS.values())
+    if models == _built_models:
+        return
+    Stage = union = stage_union()
+    _built_models = models
+    Arch.__pydantic_fields__["stages"] = FieldInfo.from_annotation(
+        Annotated[list[union], Field(min_length=1, max_length=MAX_STAGES)]  # type: ignore[arg-type,valid-type]
+    )
+    Arch.model_rebuild(force=True)
+
+
 # -- parsing ------------------------------------------------------------------------------
 
-_UNION_TAGS = {"stages": set(BLOCK_TYPES), "head": set(HEAD_TYPES)}
-# Plain (non-discriminated) unions: pydantic appends the member's label to the field's path
-# (`stages.0.hetconv.part.constrained-int`, `...part.literal['in']`).
-_PLAIN_UNION_FIELDS = {"part"}
+_UNION_TAGS = {"stages": BLOCK_TYPES, "head": HEAD_TYPES}
+
+
+def _plain_union_fields() -> set[str]:
+    """Stage keys typed as plain (non-discriminated) unions, e.g. hetconv's `part: Width |
+    Literal["in"]`: pydantic appends the member's label to the field's path
+    (`stages.0.hetconv.part.constrained-int`, `...part.literal['in']`). `X | None` is not one."""
+    fields = set()
+    for model in STAGE_MODELS.values():
+        for name, f in model.model_fields.items():
+            members = [a for a in get_args(f.annotation) if a is not type(None)]
+            if get_origin(f.annotation) in (Union, type(int | None)) and len(members) > 1:
+                fields.add(name)
+    return fields
+
+
+_PLAIN_UNION_FIELDS: set[str] = set()
+
+
+def _rederive() -> None:
+    _rebuild_stage_union()
+    _PLAIN_UNION_FIELDS.clear()
+    _PLAIN_UNION_FIELDS.update(_plain_union_fields())
+
+
+block_types.on_change(_rederive)
 
 
 def _clean_loc(loc: tuple[str | int, ...]) -> list[str | int]:
@@ -365,19 +312,13 @@ def _block_widths(arch: Arch) -> Iterator[tuple[int, int, int]]:
 
 def analysis_cells(arch: Arch) -> int:
     """An upper estimate of the CRF analysis' size: the cells of a square boolean matrix at each
-    distinct block's widest layer, once per e-ANT member; a gcwm block's fused channel-wise conv
-    has a distinct row per channel, so its product grows as widest^3, counted as
-    `1 + widest // 1024` matrices (docs/limits.md#architecture-documents)."""
+    distinct block's widest layer, times the matrices its type's analysis holds
+    (`BlockSpec.matrices`: one per e-ANT member, `1 + widest // 1024` for gcwm's fused
+    channel-wise conv; docs/limits.md#architecture-documents)."""
     cells = 0
     for si, _, widest in _block_widths(arch):
         stage = arch.stages[si]
-        if isinstance(stage, EAntStage):
-            matrices = len(stage.groups)
-        elif isinstance(stage, GCWMStage):
-            matrices = 1 + widest // 1024
-        else:
-            matrices = 1
-        cells += matrices * widest * widest
+        cells += block_types.spec_of(stage).matrices(stage, widest) * widest * widest
     return cells
 
 
@@ -403,10 +344,6 @@ def _bound_problems(arch: Arch) -> Iterator[tuple[str, str]]:
             f"analysing this design takes {cells} channel-pair cells, over the limit of "
             f"{MAX_ANALYSIS_CELLS}; use fewer distinct or narrower stages",
         )
-
-
-def _divides(g: int, n: int) -> bool:
-    return n % g == 0
 
 
 def _structural_problems(arch: Arch) -> Iterator[tuple[str, str]]:
@@ -441,73 +378,12 @@ def _structural_problems(arch: Arch) -> Iterator[tuple[str, str]]:
 
 
 def _block_problems(p: BlockPlan) -> Iterator[tuple[str, str]]:
-    s = p.spec
-    kernel = getattr(s, "kernel", 3)
+    """The odd-kernel rule every type with a `kernel` shares, then the type's own rules
+    (`BlockSpec.problems`)."""
+    kernel = getattr(p.spec, "kernel", 3)
     if kernel % 2 == 0:
         yield "kernel", f"kernel must be odd, got {kernel}"
-
-    def div(key: str, g: int, n: int, what: str) -> Iterator[tuple[str, str]]:
-        if not _divides(g, n):
-            yield key, f"{g} does not divide {n} {what}"
-
-    if isinstance(s, HetConvStage):
-        part = p.cin if s.part == "in" else s.part
-        yield from div("part", part, p.cin, "input channels")
-        yield from div("part", part, p.cout, "output channels")
-    elif isinstance(s, ClcStage):
-        mid = s.mid or p.cin
-        yield from div("g1", s.g1, p.cin, "input channels")
-        yield from div("g1", s.g1, mid, "mid channels")
-        yield from div("g2", s.g2, mid, "mid channels")
-        yield from div("g2", s.g2, p.cout, "output channels")
-    elif isinstance(s, AntStage | EAntStage):
-        hidden = s.expand * p.cin
-        groups = [s.groups] if isinstance(s, AntStage) else s.groups
-        for i, g in enumerate(groups):
-            key = "groups" if isinstance(s, AntStage) else f"groups[{i}]"
-            yield from div(key, g, hidden, "expanded channels")
-            yield from div(key, g, p.cout, "output channels")
-    elif isinstance(s, GMStage | GCWMStage):
-        yield from div("groups", s.groups, p.cin, "input channels")
-        yield from div("groups", s.groups, p.cout, "output channels")
-    elif isinstance(s, DwsCWStage):
-        if not (_divides(p.cin, p.cout) or _divides(p.cout, p.cin)):
-            yield (
-                "out",
-                (
-                    f"a channel-wise conv maps {p.cin} -> {p.cout} channels only when one divides "
-                    "the other"
-                ),
-            )
-    elif isinstance(s, ShuffleStage):
-        if p.cout % 4:
-            yield "out", f"{p.cout} output channels are not divisible by 4 (bottleneck = out/4)"
-            return
-        mid = p.cout // 4
-        if p.stride == 1 and p.cin != p.cout:
-            yield "stride", f"a stride-1 shuffle unit needs in == out, got {p.cin} -> {p.cout}"
-            return
-        branch = p.cout - p.cin if p.stride == 2 else p.cout
-        if branch < 1:
-            yield "out", f"a stride-2 shuffle unit must widen: {p.cin} -> {p.cout}"
-            return
-        if p.first:
-            in_groups = s.in_groups or s.groups
-            yield from div("in_groups", in_groups, p.cin, "input channels")
-            yield from div("in_groups", in_groups, mid, "bottleneck channels")
-        else:
-            yield from div("groups", s.groups, p.cin, "input channels")
-        yield from div("groups", s.groups, mid, "bottleneck channels")
-        yield from div("groups", s.groups, branch, "branch output channels")
-    elif isinstance(s, EffNetStage):
-        if s.bottleneck is None and p.cout < 2:
-            yield "out", "effnet needs at least 2 output channels (bottleneck = out/2)"
-        if p.stride == 2 and p.size_in < 2:
-            yield "stride", f"cannot stride a {p.size_in}x{p.size_in} map"
-
-
-def effnet_bottleneck(spec: EffNetStage, cout: int) -> int:
-    return spec.bottleneck or cout // 2
+    yield from block_types.spec_of(p.spec).problems(p)
 
 
 # -- loading ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What the service owns in SQL (SQLAlchemy 2 typed models), beside Optuna's tables in the same
-database: studies with their spec and status, jobs, export records, API tokens (issue 5).
+database: runs (the state of every study and train job, issue 17), studies, jobs, export
+records, API tokens (issue 5).
 
 Schema changes go through Alembic (`service/migrations`), applied on start; the service's
 version table is `clnas_alembic_version` so it never touches Optuna's own `alembic_version`.
@@ -11,16 +12,18 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from workers import database
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-ACTIVE = ("queued", "running")
+STATUSES = ("queued", "running", "cancelling", "completed", "failed", "cancelled")
+ACTIVE = ("queued", "running", "cancelling")  # a process may exist or be about to
+KINDS = ("search", "train")
 VERSION_TABLE = "clnas_alembic_version"
 
 
@@ -35,33 +38,99 @@ class Base(DeclarativeBase):
     }
 
 
-class StudyRow(Base):
+class RunRow(Base):
+    """One piece of long work outside the request path, a search study or a promoted full
+    training, and the only place its state lives (docs/api.md#run-lifecycle). Every status
+    change is a conditional UPDATE in `service.lifecycle`.
+
+    `spec` is what the work runs: a study's `clnas.study/1` document, or a train job's request
+    with defaults filled in (recipe, data_dir, epochs, workers, ...). `progress` is the last
+    progress the worker wrote (a train job: `{"epoch", "epochs", "step", "steps"}`). `attempts`
+    counts the processes started for the run (resumes and restarts included)."""
+
+    __tablename__ = "clnas_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # KINDS
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # STATUSES
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    pid: Mapped[int | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+def _run_column(cls: Any, column: Any) -> Any:
+    """`column` of the row's run, as a scalar subquery (for WHERE clauses on studies/jobs)."""
+    return select(column).where(RunRow.id == cls.run_id).scalar_subquery()
+
+
+class _HasRun:
+    """Read-only views of the run's state on a study or job row; writes go through
+    `service.lifecycle`. The run is loaded with the row (`lazy="joined"`)."""
+
+    if TYPE_CHECKING:
+        run: Mapped[RunRow]
+
+    @hybrid_property
+    def status(self) -> str:
+        return self.run.status
+
+    @status.inplace.expression
+    @classmethod
+    def _status(cls) -> Any:
+        return _run_column(cls, RunRow.status)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.run.spec
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.run.started_at
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.run.finished_at
+
+    @property
+    def error(self) -> str | None:
+        return self.run.error
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        return self.run.progress
+
+
+class StudyRow(_HasRun, Base):
+    """A search study: its name (unique, the Optuna study's) and its run, which holds the spec
+    (the one stored copy the service reads) and the state."""
+
     __tablename__ = "clnas_studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, index=True)
-    spec: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("clnas_runs.id", ondelete="CASCADE"), unique=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    runs: Mapped[int] = mapped_column(Integer, default=0)  # times a study process was started
 
+    run: Mapped[RunRow] = relationship(lazy="joined", cascade="all, delete-orphan",
+                                       single_parent=True)
     jobs: Mapped[list[JobRow]] = relationship(back_populates="study", cascade="all, delete-orphan")
     exports: Mapped[list[ExportRow]] = relationship(
         back_populates="study", cascade="all, delete-orphan"
     )
 
 
-class JobRow(Base):
-    """Long work outside the request path: one study run, or a promoted full training.
-
-    A train job's `payload` is its request with defaults filled in (recipe, data_dir, epochs,
-    workers, ...); `progress` is `{"epoch", "epochs", "step", "steps"}` (epochs finished so far,
-    steps of the epoch under way); `curve` has one entry per finished epoch; `result` is set
-    once the run has reached its last epoch."""
+class JobRow(_HasRun, Base):
+    """A promoted full training of one trial (issue 7). Its request (with defaults filled in)
+    is the run's `spec`; `curve` has one entry per finished epoch; `result` is set once the run
+    has reached its last epoch."""
 
     __tablename__ = "clnas_jobs"
 
@@ -69,20 +138,30 @@ class JobRow(Base):
     study_id: Mapped[int | None] = mapped_column(
         ForeignKey("clnas_studies.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(16))  # "search" | "train"
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("clnas_runs.id", ondelete="CASCADE"), unique=True
+    )
     trial_number: Mapped[int | None] = mapped_column(default=None)
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     curve: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
-    pid: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
 
+    run: Mapped[RunRow] = relationship(lazy="joined", cascade="all, delete-orphan",
+                                       single_parent=True)
     study: Mapped[StudyRow | None] = relationship(back_populates="jobs")
+
+    @hybrid_property
+    def kind(self) -> str:
+        return self.run.kind
+
+    @kind.inplace.expression
+    @classmethod
+    def _kind(cls) -> Any:
+        return _run_column(cls, RunRow.kind)
+
+    @property
+    def pid(self) -> int | None:
+        return self.run.pid
 
 
 class ExportRow(Base):
@@ -129,12 +208,24 @@ def sessions(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Apply the service's Alembic migrations up to `revision` (on start, and in tests)."""
-    from alembic import command
+def _alembic(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply the service's Alembic migrations up to `revision` (on start, and in tests)."""
+    from alembic import command
+
+    command.upgrade(_alembic(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Undo the service's migrations down to `revision` (to run an older release's service)."""
+    from alembic import command
+
+    command.downgrade(_alembic(url), revision)

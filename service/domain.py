@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import promotion, views
-from service.db import ACTIVE, ExportRow, JobRow, StudyRow, utcnow
+from service import lifecycle, promotion, views
+from service.db import ACTIVE, ExportRow, JobRow, RunRow, StudyRow
 from service.errors import Conflict, NotFound
 from service.state import State
 from service.store import Snapshot
@@ -75,7 +75,8 @@ def submit(state: State, s: Session, doc: dict[str, Any]) -> StudyRow:
         if _optuna_has(state, name):
             raise Conflict(f"the trial store already holds a study named {name!r} (run by "
                            "`clnas search`?); choose another name")
-    row = StudyRow(name=spec.name, spec=spec.model_dump(mode="json"), status="queued")
+    row = StudyRow(name=spec.name,
+                   run=RunRow(kind="search", status="queued", spec=spec.model_dump(mode="json")))
     s.add(row)
     try:
         s.commit()
@@ -85,26 +86,32 @@ def submit(state: State, s: Session, doc: dict[str, Any]) -> StudyRow:
     return row
 
 
-def cancel(state: State, s: Session, study_id: int) -> StudyRow:
-    row = study_row(s, study_id)
-    if row.status not in ACTIVE:
-        raise Conflict(f"study {study_id} is {row.status}, not running")
-    row.status, row.finished_at = "cancelled", utcnow()
+def _changed(s: Session, run: RunRow) -> None:
+    """Commit a lifecycle change and read the run back (the UPDATE bypassed the session)."""
     s.commit()
-    if state.runner is not None:
-        state.runner.cancel(study_id)
-    spec: StudySpec = state.spec(row)
-    for name in (spec.name, baselines_study_name(spec.name)):
-        close_stale_trials(state.optuna, name)
+    s.refresh(run)
+
+
+def cancel(state: State, s: Session, study_id: int) -> StudyRow:
+    """Mark the study's run and return at once (docs/api.md#run-lifecycle): a queued study is
+    `cancelled`; a running one `cancelling` until the runner's next pass stops its process."""
+    row = study_row(s, study_id)
+    status = lifecycle.cancel(s, row.run_id)
+    if status is None:
+        raise Conflict(f"study {study_id} is {row.status}, not running")
+    _changed(s, row.run)
+    if status == "cancelled":  # no process: close what a killed earlier run left RUNNING
+        for name in (row.name, baselines_study_name(row.name)):
+            with contextlib.suppress(KeyError):
+                close_stale_trials(state.optuna, name)
     return row
 
 
 def resume(s: Session, study_id: int) -> StudyRow:
     row = study_row(s, study_id)
-    if row.status in ACTIVE:
+    if not lifecycle.resume(s, row.run_id):
         raise Conflict(f"study {study_id} is already {row.status}")
-    row.status, row.error, row.finished_at = "queued", None, None
-    s.commit()
+    _changed(s, row.run)
     return row
 
 
@@ -137,8 +144,8 @@ def promote(state: State, s: Session, study_id: int, number: int,
         raise Conflict(f"trial {number} already has train job {busy} queued or running")
     payload = promotion.train_spec(request, state.settings.data_dir)
     payload["run"] = secrets.token_hex(4)  # its own run folder: SQLite may reuse a deleted id
-    job = JobRow(study_id=study_id, kind=promotion.TRAIN, status="queued", trial_number=number,
-                 payload=payload)
+    job = JobRow(study_id=study_id, trial_number=number,
+                 run=RunRow(kind=promotion.TRAIN, status="queued", spec=payload))
     s.add(job)
     s.commit()
     return job
@@ -174,14 +181,11 @@ def export_front(state: State, s: Session, study_id: int) -> tuple[StudySpec, di
     return spec, bundle
 
 
-def cancel_job(state: State, s: Session, job_id: int) -> JobRow:
+def cancel_job(s: Session, job_id: int) -> JobRow:
     job = job_row(s, job_id)
     if job.kind != promotion.TRAIN:
         raise Conflict(f"job {job_id} is a {job.kind} job; cancel its study")
-    if job.status not in ACTIVE:
+    if lifecycle.cancel(s, job.run_id) is None:
         raise Conflict(f"job {job_id} is {job.status}, not running")
-    job.status, job.finished_at, job.pid = "cancelled", utcnow(), None
-    s.commit()
-    if state.runner is not None:
-        state.runner.cancel_job(job_id)
+    _changed(s, job.run)
     return job

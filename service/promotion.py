@@ -101,8 +101,8 @@ def full_json(job: JobRow) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "status": job.status,
-        "recipe": job.payload.get("recipe"),
-        "epochs": job.payload.get("epochs"),
+        "recipe": job.spec.get("recipe"),
+        "epochs": job.spec.get("epochs"),
         "top1": result.get("top1"),
         "top5": result.get("top5"),
     }

@@ -44,23 +44,16 @@ class State:
         self.cache = SnapshotCache(self.engine)  # fast reads of studies' trials
         self.storage: optuna.storages.RDBStorage | None = None
         self.runner: StudyRunner | None = None
-        self.specs: dict[int, StudySpec] = {}
         self.lock = threading.Lock()
         self.zoo: list[dict[str, Any]] | None = None
         self.analyses = AnalysisSlots(settings.max_analyses)
 
     def spec(self, row: StudyRow) -> StudySpec:
-        """The study's spec, parsed once from its row."""
-        with self.lock:
-            spec = self.specs.get(row.id)
-            if spec is None or spec.name != row.name:
-                spec = StudySpec.model_validate(row.spec)
-                self.specs[row.id] = spec
-            return spec
+        """The study's spec, read from its run: the one stored copy (issue 17), so every
+        replica and process reads the same one."""
+        return StudySpec.model_validate(row.spec)
 
     def forget(self, study_id: int) -> None:
-        with self.lock:
-            self.specs.pop(study_id, None)
         self.cache.forget(study_id)
 
     @property

@@ -129,7 +129,7 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "status": job.status,
         "study_id": job.study_id,
         "trial_number": job.trial_number,
-        "spec": job.payload,
+        "spec": job.spec,
         "progress": job.progress,
         "curve": job.curve or [],
         "result": job.result,

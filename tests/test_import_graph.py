@@ -21,11 +21,13 @@ SERVICE_RANKS: dict[str, int] = {
     "service.api": 4, "service.dashboard": 4,
     "service.domain": 3,
     "service.state": 2, "service.runner": 2, "service.worker": 2, "service.train_worker": 2,
-    "service.store": 1, "service.views": 1, "service.promotion": 1,
+    "service.store": 1, "service.views": 1, "service.promotion": 1, "service.lifecycle": 1,
+    "service.ray_head": 1,
     "service.db": 0, "service.settings": 0, "service.errors": 0, "service.migrations": 0,
 }
 NO_FRAMEWORK = ("service.domain", "service.state", "service.store", "service.views",
-                "service.promotion", "service.db", "service.errors", "service.runner")
+                "service.promotion", "service.db", "service.errors", "service.runner",
+                "service.lifecycle", "service.ray_head")
 
 
 def _module(path: Path) -> str:
@@ -54,10 +56,11 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+FILES = {_module(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
 def _graph() -> dict[str, set[str]]:
-    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
-    modules = {_module(p): p for p in files}
-    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+    return {name: {m for m in _imports(path) if m in FILES} for name, path in FILES.items()}
 
 
 GRAPH = _graph()
@@ -118,6 +121,55 @@ def test_no_import_cycle_inside_service() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+# The analytic models are the check on the torch modules, so they must not be built from them
+# (issue 18; docs/development.md "Adding a block type"): the block types' declarations import no
+# torch, nor does anything they import in the repo; objectives/cost.py and cdg.py import none
+# themselves (they load arches through `search_space`, whose package imports the builder).
+BLOCK_TYPES = sorted(m for m in GRAPH if m.startswith("search_space.block_types"))
+
+
+def _own_deps(module: str) -> set[str]:
+    """`module`'s repo imports, less a package it names as the parent of a submodule it imports
+    (`from search_space.block_types import cdg_ops` names `search_space.block_types` too): the
+    package's own imports are its own, and the block types' package is itself checked here."""
+    deps = GRAPH[module]
+    return {d for d in deps if not any(o.startswith(d + ".") for o in deps)}
+
+
+def _closure(module: str) -> set[str]:
+    seen, todo = {module}, [module]
+    while todo:
+        for dep in _own_deps(todo.pop()) - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def _torch_imports(modules: set[str]) -> list[tuple[str, str]]:
+    return sorted((m, d) for m in modules for d in _imports(FILES[m]) if d.split(".")[0] == "torch")
+
+
+@pytest.mark.parametrize("module", BLOCK_TYPES)
+def test_block_types_reach_no_torch(module: str) -> None:
+    assert "search_space.block_types.spec" in GRAPH["search_space.block_types.clc"]  # guard
+    assert not _torch_imports(_closure(module)), f"{module} reaches torch"
+
+
+def test_a_torch_import_below_a_block_type_is_found() -> None:
+    """The check above follows imports: a block type importing a torch module is caught."""
+    GRAPH["search_space.block_types.conv"].add("search_space.blocks.layers")
+    try:
+        assert _torch_imports(_closure("search_space.block_types.conv"))
+    finally:
+        GRAPH["search_space.block_types.conv"].discard("search_space.blocks.layers")
+
+
+@pytest.mark.parametrize("module", ["objectives.cost", "objectives.cdg"])
+def test_the_cost_and_cdg_models_import_no_torch(module: str) -> None:
+    assert not _torch_imports({module})
+    assert not _torch_imports(_closure(module) & set(BLOCK_TYPES))
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "service").rglob("*.py")), ids=str)

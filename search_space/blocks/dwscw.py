@@ -9,11 +9,8 @@ import torch
 from torch import nn
 
 from search_space.arch import DwsCWStage
+from search_space.block_types.dwscw import dwscw_kernels_and_stride
 from search_space.blocks.layers import ChannelWiseConv, bare_depthwise, get_act
-
-
-def dwscw_kernels_and_stride(cin: int, cout: int) -> tuple[int, int]:
-    return (cout // cin, 1) if cout >= cin else (1, cin // cout)
 
 
 class DwsCWBlock(nn.Module):

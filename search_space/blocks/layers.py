@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search_space.block_types.base import cw_padding, se_hidden
+
 _ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "relu6": lambda: nn.ReLU6(inplace=True),
@@ -86,17 +88,6 @@ class ChannelShuffle(nn.Module):
         return f"groups={self.groups}"
 
 
-def cw_padding(cw_kernel: int, cw_stride: int) -> tuple[int, int]:
-    """(front, back) channel padding so each channel-wise kernel yields `C / cw_stride` outputs.
-
-    Total padding `dc - s` (negative crops). Output channel `o` of every kernel reads the window
-    of input channels `[o*s - front, o*s - front + dc)`.
-    """
-    total = cw_kernel - cw_stride
-    front = total // 2
-    return front, total - front
-
-
 class ChannelWiseConv(nn.Module):
     """ChannelNets channel-wise convolution (docs/design.md §1.4): a Conv3d with kernel `(dc, 1,
     1)` over
@@ -141,7 +132,3 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
-
-
-def se_hidden(channels: int, se_ratio: int) -> int:
-    return max(1, channels // se_ratio)

@@ -7,23 +7,17 @@ strictly, like an arch, and errors name the path (`stages[2].blocks[1]: unknown 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
+from search_space import block_types
 from search_space.arch import BLOCK_TYPES, validate_document
-from search_space.blocks import REGISTRY
+from search_space.block_types.dims import ORDER, Choices, Dim, OddKernel, PosInt
 from search_space.errors import ArchError
 
 SPACE_FORMAT = "clnas.space/1"
-
-PosInt = Annotated[int, Field(ge=1)]
-OddKernel = Annotated[int, Field(ge=1, le=11, multiple_of=1)]
-
-
-T = TypeVar("T")
-# A non-empty list of choices (distinctness is checked by `_Strict`).
-Choices = Annotated[list[T], Field(min_length=1, max_length=64)]
 
 
 class _Strict(BaseModel):
@@ -67,26 +61,50 @@ class StageSpace(_Strict):
 
 
 class BlockDims(_Strict):
-    """Choices per block type; keys not used by a type are rejected when that type is declared."""
+    """Choices per block type; keys not used by a type are rejected when that type is declared.
 
-    kernel: Choices[OddKernel] = [3]
-    bias: Choices[bool] = [False]
-    part: Choices[PosInt | Literal["in"]] | None = None  # hetconv P
-    expand: Choices[PosInt] | None = None  # mbconv, ant, eant
-    g1: Choices[PosInt] | None = None  # clc, as a group count ...
-    crf: Choices[PosInt] | None = None  # ... or as the IGC CRF size M/g1
-    g2: Choices[PosInt] | None = None
-    interlace: Choices[bool] = [True]
-    se_ratio: Choices[PosInt] | None = None  # ant, eant
-    groups: Choices[PosInt] | None = None  # ant, eant members, gm, gcwm, shuffle
-    width: Choices[Annotated[int, Field(ge=1, le=8)]] | None = None  # eant ensemble width K
-    cw_kernel: Choices[PosInt] | None = None  # gcwm, dwscw (dc)
-    dw_bn_act: Choices[bool] = [True]  # dws: BN + ReLU after the depthwise conv (not ChannelNets)
+    Its fields are the registered types' dimensions (`BlockSpec.dims`,
+    `search_space/block_types/dims.py`), installed by `_sync_dims` below."""
 
 
-# keys each block type needs and may use: from the block registry (docs/design.md §5)
-_REQUIRED: dict[str, frozenset[str]] = {name: t.required for name, t in REGISTRY.items()}
-_ALLOWED: dict[str, frozenset[str]] = {name: t.dims for name, t in REGISTRY.items()}
+def _registered_dims() -> list[Dim]:
+    """Every dimension of a registered type, once: the shared ones in `dims.ORDER`, then new ones
+    in registration order. A name must mean one thing: one type and one default."""
+    found: dict[str, Dim] = {}
+    for spec in block_types.REGISTRY.values():
+        for dim in spec.dims:
+            known = found.setdefault(dim.name, dim)
+            if known != dim:
+                raise ValueError(
+                    f"block type {spec.name!r} redefines dimension {dim.name!r} ({dim} vs {known})"
+                )
+    rank = {d.name: i for i, d in enumerate(ORDER)}
+    return sorted(found.values(), key=lambda d: rank.get(d.name, len(rank)))
+
+
+def _sync_dims() -> None:
+    """Make `BlockDims`' fields the registered types' dimensions (after a type is registered or
+    unregistered) and rebuild the models that hold it."""
+    dims = _registered_dims()
+    fields = BlockDims.__pydantic_fields__
+    if list(fields) == [d.name for d in dims]:
+        return
+    fields_now = dict(fields)
+    fields.clear()
+    for dim in dims:
+        fields[dim.name] = fields_now.get(dim.name) or FieldInfo.from_annotated_attribute(
+            dim.annotation, dim.default
+        )
+    BlockDims.model_rebuild(force=True)
+    if "Space" in globals():
+        Space.model_rebuild(force=True)
+
+
+_sync_dims()
+
+# keys each block type needs and may use: live views of the block registry (docs/design.md §5)
+_REQUIRED = block_types.Table(lambda spec: spec.required, "required dimensions")
+_ALLOWED = block_types.Table(lambda spec: spec.allowed, "allowed dimensions")
 
 
 class HeadSpace(_Strict):
@@ -144,14 +162,16 @@ def _space_problems(space: Space) -> list[tuple[str, str]]:
                 problems.append((f"blocks.{name}.{key}", f"required for block type {name!r}"))
         for key in sorted(set_keys - _ALLOWED[name]):
             problems.append((f"blocks.{name}.{key}", f"not a dimension of block type {name!r}"))
-        if name == "clc" and (dims.g1 is None) == (dims.crf is None):
-            problems.append(
-                ("blocks.clc", "give exactly one of g1 (group counts) or crf (CRF sizes)")
-            )
-        for i, k in enumerate(dims.kernel):
+        for key, msg in block_types.REGISTRY[name].space_problems(dims):
+            problems.append((f"blocks.{name}.{key}" if key else f"blocks.{name}", msg))
+        kernels: list[int] = getattr(dims, "kernel")  # noqa: B009 (a field the registry adds)
+        for i, k in enumerate(kernels):
             if k % 2 == 0:
                 problems.append((f"blocks.{name}.kernel[{i}]", f"kernel must be odd, got {k}"))
     return problems
+
+
+block_types.on_change(_sync_dims)
 
 
 def parse_space(data: Any) -> Space:

@@ -48,8 +48,10 @@ def get_job(job_id: JobId, s: DB) -> JobOut:
     return JobOut(**views.job_json(domain.job_row(s, job_id)))
 
 
-@router.post("/api/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[Auth],
+@router.post("/api/jobs/{job_id}/cancel", status_code=202, response_model=JobOut,
+             dependencies=[Auth],
              responses={404: {"description": "unknown job"},
                         409: {"description": "the job is not under way"}})
-def cancel_job(job_id: JobId, state: AppState, s: DB) -> JobOut:
-    return JobOut(**views.job_json(domain.cancel_job(state, s, job_id)))
+def cancel_job(job_id: JobId, s: DB) -> JobOut:
+    """202 at once, like a study's cancel (docs/api.md#run-lifecycle)."""
+    return JobOut(**views.job_json(domain.cancel_job(s, job_id)))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search_space.arch import MAX_CLASSES, MAX_RESOLUTION, MIN_RESOLUTION
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
+Status = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
 StateName = Literal["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
 
 

@@ -54,9 +54,11 @@ def get_study(study_id: Id, state: AppState, s: DB) -> StudyOut:
     return study_out(state, s, domain.study_row(s, study_id))
 
 
-@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[Auth],
-             responses=CONFLICT)
+@router.post("/{study_id}/cancel", status_code=202, response_model=StudyOut,
+             dependencies=[Auth], responses=CONFLICT)
 def cancel_study(study_id: Id, state: AppState, s: DB) -> StudyOut:
+    """202 at once: `cancelled` if it was queued, else `cancelling` until the supervisor's next
+    pass stops its process (docs/api.md#run-lifecycle)."""
     return study_out(state, s, domain.cancel(state, s, study_id))
 
 

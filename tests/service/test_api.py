@@ -151,7 +151,8 @@ def test_cancel_resume_delete(client: TestClient, db_url: str) -> None:
     sid = client.post("/api/studies", json=doc).json()["id"]
     seed_study(db_url, doc, 5)
     assert client.delete(f"/api/studies/{sid}").status_code == 409  # queued: cancel first
-    assert client.post(f"/api/studies/{sid}/cancel").json()["status"] == "cancelled"
+    cancelled = client.post(f"/api/studies/{sid}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"  # queued
     assert client.post(f"/api/studies/{sid}/cancel").status_code == 409
     assert client.post(f"/api/studies/{sid}/resume").json()["status"] == "queued"
     assert client.post(f"/api/studies/{sid}/resume").status_code == 409
@@ -172,7 +173,7 @@ def test_token_protects_mutations(secured: TestClient) -> None:
     assert secured.get(f"/api/studies/{sid}").status_code == 200  # reads stay open
     assert secured.post(f"/api/studies/{sid}/cancel").status_code == 401
     assert secured.delete(f"/api/studies/{sid}").status_code == 401
-    assert secured.post(f"/api/studies/{sid}/cancel", headers=ok).status_code == 200
+    assert secured.post(f"/api/studies/{sid}/cancel", headers=ok).status_code == 202
 
 
 def test_non_loopback_bind_needs_a_token() -> None:

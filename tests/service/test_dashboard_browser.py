@@ -126,7 +126,7 @@ class Site:
             with sessions(make_engine(self.db_url)).begin() as s:
                 row = s.get(StudyRow, sid)
                 assert row is not None
-                row.status = status
+                row.run.status = status
         if n:
             seed_study(self.db_url, doc, n)
         return sid

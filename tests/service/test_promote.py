@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.app import create_app
-from service.db import JobRow, StudyRow, make_engine, sessions, utcnow
+from service.db import JobRow, RunRow, StudyRow, make_engine, sessions, utcnow
 from service.runner import StudyRunner
 from service.settings import Settings
 from service.train_worker import JobRecorder
@@ -205,7 +205,7 @@ def test_promotion_needs_the_token(db_url: str, tmp_path: Path, data_root: Path)
         assert job.status_code == 202
         assert c.get(f"/api/jobs/{job.json()['id']}").status_code == 200  # reads stay open
         assert c.post(f"/api/jobs/{job.json()['id']}/cancel").status_code == 401
-        assert c.post(f"/api/jobs/{job.json()['id']}/cancel", headers=AUTH).status_code == 200
+        assert c.post(f"/api/jobs/{job.json()['id']}/cancel", headers=AUTH).status_code == 202
 
 
 def _write_train_job(db_url: str, sid: int, number: int, status: str,
@@ -213,9 +213,9 @@ def _write_train_job(db_url: str, sid: int, number: int, status: str,
     engine = make_engine(db_url)
     with sessions(engine).begin() as s:
         result = None if top1 is None else {"top1": top1, "top5": min(1.0, top1 + 0.2)}
-        job = JobRow(study_id=sid, kind="train", status=status, trial_number=number,
-                     payload={"recipe": "clcnet", "epochs": 3}, result=result,
+        run = RunRow(kind="train", status=status, spec={"recipe": "clcnet", "epochs": 3},
                      finished_at=utcnow() if status == "completed" else None)
+        job = JobRow(study_id=sid, trial_number=number, result=result, run=run)
         s.add(job)
         s.flush()
         job_id = job.id
@@ -276,7 +276,7 @@ def test_interrupted_train_jobs_are_queued_again(db_url: str, tmp_path: Path) ->
     done = _write_train_job(db_url, sid, 1, "completed", 0.5)
     engine = make_engine(db_url)
     with sessions(engine).begin() as s:
-        s.get(StudyRow, sid).status = "running"
+        s.get(StudyRow, sid).run.status = "running"
     runner = StudyRunner(settings.resolved(), sessions(engine))
     runner.requeue_interrupted()
     with sessions(engine)() as s:
@@ -301,7 +301,9 @@ def test_recorder_writes_progress_and_curve(client: TestClient, db_url: str) -> 
     sid = client.post("/api/studies", json=_doc("recorded")).json()["id"]
     job_id = _write_train_job(db_url, sid, 0, "running")
     engine = make_engine(db_url)
-    recorder = JobRecorder(sessions(engine), job_id, [])
+    with sessions(engine)() as s:
+        run_id = s.get(JobRow, job_id).run_id
+    recorder = JobRecorder(sessions(engine), job_id, run_id, [])
 
     def job() -> dict[str, Any]:
         return client.get(f"/api/jobs/{job_id}").json()
@@ -316,13 +318,13 @@ def test_recorder_writes_progress_and_curve(client: TestClient, db_url: str) -> 
     assert body["progress"] == {"epoch": 2, "epochs": 3, "step": 10, "steps": 10}
     assert [(p["epoch"], p["top1"]) for p in body["curve"]] == [(1, 0.3), (2, 0.45)]
     assert body["curve"][1]["val_top1"] == 0.4 and body["curve"][1]["loss"] == 1.4
-    resumed = JobRecorder(sessions(engine), job_id, body["curve"])  # a restarted process
+    resumed = JobRecorder(sessions(engine), job_id, run_id, body["curve"])  # a restarted process
     resumed(Progress(2, 3, 10, 10, 2.0, _metrics(2, 0.5)))
     assert [(p["epoch"], p["top1"]) for p in job()["curve"]] == [(1, 0.3), (2, 0.5)]
     assert job()["result"] is None and job()["status"] == "running"
-    client.post(f"/api/jobs/{job_id}/cancel")
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 202  # no runner here
     resumed(Progress(3, 3, 10, 10, 2.0, _metrics(3, 0.6)))
-    assert job()["status"] == "cancelled" and len(job()["curve"]) == 2
+    assert job()["status"] == "cancelling" and len(job()["curve"]) == 2
     engine.dispose()
 
 
@@ -344,7 +346,7 @@ def _searched_study(tmp_path: Path, train_per_class: int = 8) -> tuple[int, Sett
     with sessions(engine).begin() as s:
         row = s.get(StudyRow, sid)
         assert row is not None
-        row.status = "completed"
+        row.run.status = "completed"
     engine.dispose()
     return sid, Settings(db_url=db_url, results_dir=str(tmp_path / "ray"), ray_num_cpus=2,
                          data_dir=str(tmp_path / "data"))

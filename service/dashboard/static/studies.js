@@ -2,7 +2,7 @@
 import { api, ApiError } from "./api.js";
 import { count, escape, fixed, when } from "./format.js";
 
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set(["queued", "running", "cancelling"]);
 
 function template(space) {
   const stamp = new Date().toISOString().slice(0, 16).replace(/[-:T]/g, "");

@@ -6,7 +6,7 @@ import { showTrial } from "./trial.js";
 import { drawScatter } from "./scatter.js";
 import { TrialTable } from "./table.js";
 
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set(["queued", "running", "cancelling"]);
 const RESYNC_EVERY = 10; // changes between full re-reads (finished trials can gain `full`)
 const MAX_DELAY = 15000;
 
