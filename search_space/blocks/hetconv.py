@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from search_space.arch import HetConvStage
-from search_space.blocks.layers import get_act
+from search_space.blocks.layers import get_act, is_nhwc
 
 
 def other_groups_index(channels: int, part: int) -> torch.Tensor:
@@ -66,10 +66,9 @@ class HetConv2d(nn.Module):
         y = self.spatial(x)
         if self.pointwise is None:
             return y
-        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            # NHWC in memory (docs/hardware.md#memory-format): gather along the innermost axis so
-            # the 1x1 conv gets an NHWC map; `index_select(1, ...)` would return NCHW and make
-            # every HetConv layer convert both ways.
+        if is_nhwc(x):
+            # Gather along the innermost axis so the 1x1 conv gets an NHWC map;
+            # `index_select(1, ...)` would return NCHW and make every layer convert both ways.
             others = x.permute(0, 2, 3, 1).index_select(3, self.gather).permute(0, 3, 1, 2)
         else:
             others = x.index_select(1, self.gather)

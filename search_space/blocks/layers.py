@@ -64,13 +64,19 @@ def bare_depthwise(channels: int, *, kernel: int, stride: int = 1) -> ConvBNAct:
     )
 
 
+def is_nhwc(x: torch.Tensor) -> bool:
+    """Whether `x` is an NHWC map in memory (channels_last, and not also plain contiguous, as a
+    1x1 map or a single channel would be); docs/hardware.md#memory-format."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet shuffle (docs/design.md §1.1); with `groups = g1` it is clcNet's interlace
     `out[k*g1 + i] = in[i*(L/g1) + k]` (docs/design.md §1.2)."""
     b, c, h, w = x.shape
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        # NHWC in memory (docs/hardware.md#memory-format): shuffle the innermost axis and keep
-        # the layout; the NCHW formula's reshape would copy the map back to contiguous.
+    if is_nhwc(x):
+        # Shuffle the innermost axis and keep the layout; the NCHW formula's reshape would copy
+        # the map back to contiguous.
         y = x.permute(0, 2, 3, 1).reshape(b, h, w, groups, c // groups).transpose(3, 4)
         return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
