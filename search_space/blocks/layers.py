@@ -11,9 +11,14 @@ from torch import nn
 
 from search_space.block_types.base import cw_padding, se_hidden
 
+# ReLU6 is out of place: under autograd the in-place hardtanh_ clones its input for the backward
+# pass (an extra copy and allocation per activation, ~9% of a channels_last MobileNetV2 step on
+# CPU), while out-of-place hardtanh saves its input as it is; same values, same gradients.
+# In-place ReLU saves its output instead and copies nothing, so it stays in place
+# (docs/hardware.md#activations).
 _ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
+    "relu6": lambda: nn.ReLU6(),
     "none": nn.Identity,
 }
 

@@ -6,18 +6,21 @@ matrices), never from the modules' own helpers, and are compared in float64.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
+from search_space import build_model, load_arch
 from search_space.arch import ClcStage, ConvClassifierHead, DwsCWStage
 from search_space.blocks.clc import IGC, ClcBlock
 from search_space.blocks.dwscw import DwsCWBlock
 from search_space.blocks.heads import ConvClassifier
 from search_space.blocks.hetconv import HetConv2d
-from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, channel_shuffle
+from search_space.blocks.layers import ChannelShuffle, ChannelWiseConv, channel_shuffle, get_act
 
 TOL = 1e-5
 DT = torch.float64
@@ -392,3 +395,34 @@ def test_hetconv_keeps_channels_last(cin, cout, part, stride):
     assert max_diff(outs[0], outs[1]) < TOL
     for a, b in zip(*grads, strict=True):
         assert max_diff(a, b) < TOL
+
+
+def test_relu6_is_out_of_place():
+    """ReLU6 leaves its input as it is: in place, autograd would clone the input of every
+    activation for the backward pass (docs/hardware.md#activations)."""
+    x = torch.linspace(-3.0, 9.0, 13).view(1, 13, 1, 1)
+    y = get_act("relu6")(x)
+    assert torch.equal(y, x.clamp(0.0, 6.0))
+    assert x.min() < 0 and x.max() > 6  # untouched
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_out_of_place_relu6_trains_identically(layout):
+    """MobileNetV2 with the out-of-place ReLU6 gives bitwise the same loss, gradients and BN
+    statistics as with in-place ReLU6, on either layout."""
+    model = build_model(load_arch("mobilenet_v2_cifar100").with_changes(num_classes=10))
+    in_place = copy.deepcopy(model)
+    relu6 = [m for m in in_place.modules() if isinstance(m, nn.ReLU6)]
+    assert relu6
+    for m in relu6:
+        assert not m.inplace
+        m.inplace = True
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=layout)
+    y = torch.arange(4)
+    for m in (model, in_place):
+        m.train().to(memory_format=layout)
+        F.cross_entropy(m(x), y).backward()
+    for (name, a), b in zip(model.named_parameters(), in_place.parameters(), strict=True):
+        assert a.grad is not None and torch.equal(a.grad, b.grad), name
+    for a, b in zip(model.buffers(), in_place.buffers(), strict=True):
+        assert torch.equal(a, b)
