@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from search_space import build_model, load_arch, zoo_names
-from workers.device import configure_cuda, train_step
+from workers.device import cap_memory, configure_cuda, train_step
 from workers.proxy import ProxyRecipe, make_optimizer, plan_for
 
 CLASSES = 100
@@ -141,7 +141,7 @@ def _trial(
     device = torch.device("cuda")
     configure_cuda(device)
     if share < 1:
-        torch.cuda.set_per_process_memory_fraction(share, device)
+        cap_memory(share, device)
     recipe = ProxyRecipe(batch_size=batch, device="cuda")
     step, _ = project_step(name, recipe, _batch(batch, device), device)
     for _ in range(5):

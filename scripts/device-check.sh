@@ -95,8 +95,11 @@ step pytest-gpu 90 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/workers/t
 
 # 3. The benchmark on CUDA at the proxy's batch: one trial per CIFAR zoo model, then 1, 2 and
 # 4 concurrent trials of mobilenet_v2_cifar100
-[ "$dev" = cuda ] && bench=() || bench=(--models mobilenet_v2_cifar100 --rounds 1 --warmup 0)
-step benchmark-cuda 180 bash -c "set -o pipefail; '$py' benchmarks/proxy_throughput.py --device $dev --batch 256 --rounds 8 --warmup 3 --seconds $seconds ${bench[*]} | sed 's/^/FIGURE /'"
+# (BENCH_MODELS="name ...": those models only)
+[ "$dev" = cuda ] && bench=() || bench=(--rounds 1 --warmup 0)
+[ -n "${BENCH_MODELS:-}" ] && bench+=(--models $BENCH_MODELS)
+[ "$dev" = cuda ] || [ -n "${BENCH_MODELS:-}" ] || bench+=(--models mobilenet_v2_cifar100)
+step benchmark-cuda 180 bash -c "set -o pipefail; '$py' benchmarks/proxy_throughput.py --device $dev --batch 256 --rounds 8 --warmup 3 --seconds $seconds ${bench[*]} | sed -u 's/^/FIGURE /'"
 
 # 4. One proxy epoch of every CIFAR zoo model on CUDA with AMP
 step proxy-zoo-epoch 150 "$py" - "$work/data" "$dev" "$n_train" "$amp" <<'EOF'
