@@ -4,17 +4,17 @@
 #      package registry, the archive scripts/device-site.sh packed from the lock
 #      (CLNAS_DEVICE_SITE=ARCHIVE; the image's own CUDA torch then runs); a failure is reported
 #   2. the GPU-marked tests (pytest -m gpu)
-#   3. benchmarks/proxy_throughput.py --device cuda: every CIFAR zoo model, then 1, 2 and 4
-#      concurrent trials of mobilenet_v2_cifar100 on the one GPU
+#   3. benchmarks/proxy_throughput.py --device cuda: mobilenet_v2 and clcnet_a (BENCH_MODELS
+#      to change), then 1, 2 and 4 concurrent trials of mobilenet_v2_cifar100 on the one GPU
 #   4. one proxy epoch of every CIFAR zoo model on CUDA with AMP (synthetic data)
 #   5. a synthetic study whose 4 trials share the GPU (gpus_per_trial 0.25)
 #   6. one `clnas train` epoch with one GPU worker (channelnet_v3: 5-D weights, conv head)
-#   7. torch.compile of the proxy step (mobilenet_v2_cifar100): compile time and img/s against
-#      eager, the figures that decide whether compiling pays over a whole proxy
+#   7. only when named in STEPS: torch.compile of the proxy step (mobilenet_v2_cifar100),
+#      compile time and img/s against eager, the figures that decide whether compiling pays
 # Every figure goes into one file, DIR/device-check.txt (DIR: $1, else $OUT, else
 # ./device-check); each step's full output into DIR/logs/. Exit status: the number of failed
 # steps (0: all passed); 100 when nothing usable could be installed. STEPS="name ..." runs
-# only the named steps (install always runs). CLNAS_CHECK_DEVICE=cpu rehearses every step on a
+# only the named steps (install always runs; compile-probe only when named). CLNAS_CHECK_DEVICE=cpu rehearses every step on a
 # machine without a GPU (same code path, small sizes, no GPU figures) before device time is spent.
 #
 #   scripts/device-check.sh [DIR]
@@ -30,7 +30,7 @@ report="$dir/device-check.txt"
 py="$repo/.venv/bin/python"
 failed=0
 dev="${CLNAS_CHECK_DEVICE:-cuda}"
-if [ "$dev" = cuda ]; then gpus_trial=0.25 gpus_worker=1 cpus_worker=4 n_train=2048 seconds=6 amp=True
+if [ "$dev" = cuda ]; then gpus_trial=0.25 gpus_worker=1 cpus_worker=4 n_train=768 seconds=5 amp=True
 else gpus_trial=0 gpus_worker=0 cpus_worker=1 n_train=300 seconds=2 amp=False; fi
 n_val=$((n_train / 6))
 : >"$report"
@@ -40,7 +40,11 @@ trap 'tar -C "$work" -czf "$dir/logs.tar.gz" logs 2>/dev/null' EXIT
 say() { echo "$*" | tee -a "$report"; }
 
 # a step NAME.part belongs to step NAME
-wanted() { [ -z "${STEPS:-}" ] || [[ " $STEPS " == *" ${1%%.*} "* ]]; }
+wanted() {
+  [ "$1" = install ] && return 0
+  [ -z "${STEPS:-}" ] && [ "$1" != compile-probe ] && return 0
+  [[ " ${STEPS:-} " == *" ${1%%.*} "* ]]
+}
 
 # step NAME TIMEOUT_S CMD...: run with a time limit, log everything, keep the tail in the report
 step() {
@@ -97,12 +101,11 @@ step pytest-gpu 90 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/workers/t
 # 4 concurrent trials of mobilenet_v2_cifar100
 # (BENCH_MODELS="name ...": those models only)
 [ "$dev" = cuda ] && bench=() || bench=(--rounds 1 --warmup 0)
-[ -n "${BENCH_MODELS:-}" ] && bench+=(--models $BENCH_MODELS)
-[ "$dev" = cuda ] || [ -n "${BENCH_MODELS:-}" ] || bench+=(--models mobilenet_v2_cifar100)
+bench+=(--models ${BENCH_MODELS:-mobilenet_v2_cifar100 clcnet_a_cifar100})
 step benchmark-cuda 180 bash -c "set -o pipefail; '$py' benchmarks/proxy_throughput.py --device $dev --batch 256 --rounds 8 --warmup 3 --seconds $seconds ${bench[*]} | sed -u 's/^/FIGURE /'"
 
 # 4. One proxy epoch of every CIFAR zoo model on CUDA with AMP
-step proxy-zoo-epoch 150 "$py" - "$work/data" "$dev" "$n_train" "$amp" <<'EOF'
+step proxy-zoo-epoch 200 "$py" - "$work/data" "$dev" "$n_train" "$amp" <<'EOF'
 import logging, sys, time
 from search_space import load_arch, zoo_names
 from workers.data import write_cifar100_archive
