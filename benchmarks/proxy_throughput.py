@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from search_space import build_model, load_arch, zoo_names
-from workers.device import configure_cuda, train_step
+from workers.device import cap_memory, configure_cuda, train_step
 from workers.proxy import ProxyRecipe, make_optimizer, plan_for
 
 CLASSES = 100
@@ -136,24 +136,30 @@ def _trial(
     name: str, batch: int, share: float, threads: int, seconds: float,
     barrier: Any, out: Any,
 ) -> None:
-    """One concurrent trial: its share of GPU memory, the project step, img/s over `seconds`."""
-    torch.set_num_threads(threads)
-    device = torch.device("cuda")
-    configure_cuda(device)
-    if share < 1:
-        torch.cuda.set_per_process_memory_fraction(share, device)
-    recipe = ProxyRecipe(batch_size=batch, device="cuda")
-    step, _ = project_step(name, recipe, _batch(batch, device), device)
-    for _ in range(5):
-        step()
-    _sync(device)
-    barrier.wait(timeout=300)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        steps += 1
-    _sync(device)
-    out.put(steps * batch / (time.perf_counter() - t0))
+    """One concurrent trial: its share of GPU memory, the project step, img/s over `seconds`.
+    Puts its img/s on `out`, or the error that stopped it (the parent must not wait forever)."""
+    try:
+        torch.set_num_threads(threads)
+        device = torch.device("cuda")
+        configure_cuda(device)
+        if share < 1:
+            cap_memory(share, device)
+        recipe = ProxyRecipe(batch_size=batch, device="cuda")
+        step, _ = project_step(name, recipe, _batch(batch, device), device)
+        for _ in range(5):
+            step()
+        _sync(device)
+        barrier.wait(timeout=300)
+        steps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            step()
+            steps += 1
+        _sync(device)
+        out.put(steps * batch / (time.perf_counter() - t0))
+    except BaseException as exc:
+        barrier.abort()  # the others stop waiting for this one
+        out.put(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def concurrent(name: str, args: argparse.Namespace) -> None:
@@ -171,9 +177,16 @@ def concurrent(name: str, args: argparse.Namespace) -> None:
         ]
         for p in procs:
             p.start()
-        rates = [out.get(timeout=600) for _ in procs]
+        results = [out.get(timeout=args.seconds + 300) for _ in procs]
         for p in procs:
-            p.join()
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+        errors = [r for r in results if isinstance(r, str)]
+        if errors:
+            print(f"{k:6d} FAILED: {errors[0]}", flush=True)
+            raise SystemExit(1)
+        rates = [float(r) for r in results]
         total = sum(rates)
         single = single or total
         print(f"{k:6d} {statistics.mean(rates):16.0f} {total:16.0f} {total / single:9.2f}x",

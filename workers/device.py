@@ -142,7 +142,14 @@ def configure_cuda(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = True
     share = _ray_assigned().get("GPU")
     if share is not None and 0 < share < 1:
-        torch.cuda.set_per_process_memory_fraction(share, device)
+        cap_memory(share, device)
+
+
+def cap_memory(share: float, device: torch.device) -> None:
+    """Cap this process's allocations on `device` at `share` of its memory. The cap needs an
+    explicit index: "cuda" alone raises a ValueError (seen with torch 2.11 on an H200)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(share, index)
 
 
 def _ray_assigned() -> dict[str, float]:

@@ -64,5 +64,5 @@ def test_fractional_gpu_share_caps_memory(monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(torch.OutOfMemoryError):
             torch.empty(int(total * 0.3), dtype=torch.uint8, device=CUDA)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, CUDA)
+        torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device())
         torch.cuda.empty_cache()
