@@ -1,14 +1,18 @@
 """Training throughput (img/s) of the project's proxy training step against a plain PyTorch loop,
 per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
 
-- `project`: what `workers.proxy` runs: the recipe's plan (`memory_format="auto"`: channels_last
-  but for models measured faster in NCHW, docs/hardware.md#memory-format; AMP by the recipe's
-  default: off on CPU, bf16/fp16 on CUDA),
-  `workers.device.train_step` with the proxy's SGD (Nesterov, weight decay) and loss.
+- `project`: what `workers.proxy` runs, in a process set up as a trial's is
+  (`workers.device.configure_device`: on CPU the host allocator keeps freed memory,
+  docs/hardware.md#allocator; on CUDA cuDNN autotuning): the recipe's plan
+  (`memory_format="auto"`, docs/hardware.md#memory-format; AMP by the recipe's default: off on
+  CPU, bf16/fp16 on CUDA), `workers.device.train_step` with the proxy's SGD (Nesterov, weight
+  decay) and loss.
 - `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
-  settings, the textbook `zero_grad / loss.backward / step`.
-Both train on the same resident batch (no data loading in either), `--batch` images. Every
-round runs one step of each, alternating which goes first; img/s come from the median step.
+  settings, the textbook `zero_grad / loss.backward / step`, in a process of its own with
+  PyTorch's defaults (on CUDA it turns on cuDNN autotuning too).
+Each trains on its own copy of the same resident batch (no data loading in either), `--batch`
+images, with `--threads` intra-op threads. The two processes never run at once: every round
+runs one step of each, alternating which goes first; img/s come from the median step.
 
     .venv/bin/python benchmarks/proxy_throughput.py [--threads 2] [--rounds 5] [--models ...]
     .venv/bin/python benchmarks/proxy_throughput.py --device cuda [--trials 1 2 4]
@@ -21,6 +25,7 @@ give it) and prints one trial's img/s and the aggregate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import statistics
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from search_space import build_model, load_arch, zoo_names
-from workers.device import cap_memory, configure_cuda, train_step
+from workers.device import cap_memory, configure_cuda, configure_device, train_step
 from workers.proxy import ProxyRecipe, make_optimizer, plan_for
 
 CLASSES = 100
@@ -106,28 +111,73 @@ def _timed(step: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+def _runner(kind: str, device_type: str, batch_size: int, threads: int, conn: Any) -> None:
+    """One side of the comparison in its own process: ("load", name) builds that model's step
+    and answers its plan; ("step",) runs one step and answers its seconds; None ends."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_type)
+    if kind == "project":
+        configure_device(device)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    recipe = ProxyRecipe(batch_size=batch_size, device=device.type)  # type: ignore[arg-type]
+    batch = _batch(batch_size, device)
+    step: Callable[[], None] = lambda: None  # noqa: E731
+    while (msg := conn.recv()) is not None:
+        if msg[0] == "load":
+            if kind == "project":
+                step, plan = project_step(msg[1], recipe, batch, device)
+            else:
+                step, plan = plain_step(msg[1], recipe, batch, device), "contiguous fp32"
+            conn.send(plan)
+        else:
+            conn.send(_timed(step, device))
+
+
 def compare(names: list[str], args: argparse.Namespace, device: torch.device) -> None:
-    recipe = ProxyRecipe(batch_size=args.batch, device=device.type)  # type: ignore[arg-type]
-    batch = _batch(args.batch, device)
+    ctx = mp.get_context("spawn")
+    sides = {}
+    for kind in ("plain", "project"):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_runner,
+                           args=(kind, device.type, args.batch, args.threads, there))
+        proc.start()
+        sides[kind] = (here, proc)
+
+    def call(kind: str, *msg: Any) -> Any:
+        conn = sides[kind][0]
+        conn.send(msg)
+        if not conn.poll(900):
+            raise RuntimeError(f"the {kind} process did not answer {msg[0]!r} in 900 s")
+        return conn.recv()
+
     print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
           f"{'project plan':28s}")
     ratios = []
-    for name in names:
-        project, plan = project_step(name, recipe, batch, device)
-        plain = plain_step(name, recipe, batch, device)
-        times: dict[str, list[float]] = {"plain": [], "project": []}
-        for _ in range(args.warmup):
-            project()
-            plain()
-        for r in range(args.rounds):
-            order = [("plain", plain), ("project", project)]
-            for key, step in order if r % 2 == 0 else order[::-1]:
-                times[key].append(_timed(step, device))
-        plain_ips = args.batch / statistics.median(times["plain"])
-        project_ips = args.batch / statistics.median(times["project"])
-        ratios.append(project_ips / plain_ips)
-        print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
-              f"{plan:28s}", flush=True)
+    try:
+        for name in names:
+            call("plain", "load", name)
+            plan = call("project", "load", name)
+            for _ in range(args.warmup):
+                call("project", "step")
+                call("plain", "step")
+            times: dict[str, list[float]] = {"plain": [], "project": []}
+            for r in range(args.rounds):
+                order = ["plain", "project"]
+                for kind in order if r % 2 == 0 else order[::-1]:
+                    times[kind].append(call(kind, "step"))
+            plain_ips = args.batch / statistics.median(times["plain"])
+            project_ips = args.batch / statistics.median(times["project"])
+            ratios.append(project_ips / plain_ips)
+            print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
+                  f"{plan:28s}", flush=True)
+    finally:
+        for conn, proc in sides.values():
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
     print(f"min ratio {min(ratios):.2f}x, geometric mean "
           f"{statistics.geometric_mean(ratios):.2f}x over {len(ratios)} models")
 
@@ -207,7 +257,6 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    configure_cuda(device)
     names = args.models or cifar_zoo()
     print(f"device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")

@@ -25,7 +25,7 @@ from workers.data.cifar import stratified_sample
 from workers.device import (
     DevicePlan,
     MemoryFormat,
-    configure_cuda,
+    configure_device,
     make_plan,
     train_step,
     trial_threads,
@@ -160,8 +160,8 @@ def train_proxy(
     """Train `arch` with `recipe` on `dataset`, evaluate the validation split held out of the
     training set after every epoch and pass the metrics to `report`. The arch is adapted to
     the dataset's 32x32 images and class count. On CPU, the same seed gives identical metrics
-    for a fixed `memory_format` ("auto" picks the layout by timing on runs of 120 steps or
-    more, and the two layouts round differently); the caller's RNG state is left untouched."""
+    for the same plan (the two memory layouts round differently); the caller's RNG state is
+    left untouched."""
     recipe = recipe or ProxyRecipe()
     dev = resolve_device(device if device is not None else recipe.device)
     data = load_dataset(dataset, data_dir, download=download)
@@ -250,7 +250,7 @@ def _fit(
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     total_steps = recipe.epochs * len(train_batches)
-    configure_cuda(dev)
+    configure_device(dev)
     plan = plan_for(model, recipe, dev)
     log.info("training on %s", plan.describe())
     model = plan.prepare(model)
