@@ -1,15 +1,15 @@
 """Training throughput (img/s) of the project's proxy training step against a plain PyTorch loop,
 per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
 
-- `project`: what `workers.proxy` runs, in a process set up as a trial's is
-  (`workers.device.configure_device`: on CPU the host allocator keeps freed memory,
-  docs/hardware.md#allocator; on CUDA cuDNN autotuning): the recipe's plan
+- `project`: what `workers.proxy` runs: the recipe's plan
   (`memory_format="auto"`, docs/hardware.md#memory-format; AMP by the recipe's default: off on
   CPU, bf16/fp16 on CUDA), `workers.device.train_step` with the proxy's SGD (Nesterov, weight
   decay) and loss.
 - `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
-  settings, the textbook `zero_grad / loss.backward / step`, in a process of its own with
-  PyTorch's defaults (on CUDA it turns on cuDNN autotuning too).
+  settings, the textbook `zero_grad / loss.backward / step`.
+Each side runs in a process of its own, as a user's script and a trial do: in one process the
+plain loop would reuse the heap the project's step leaves behind and fault in fewer pages than
+it does alone (docs/hardware.md#measured). On CUDA both turn on cuDNN autotuning.
 Each trains on its own copy of the same resident batch (no data loading in either), `--batch`
 images, with `--threads` intra-op threads. The two processes never run at once: every round
 runs one step of each, alternating which goes first; img/s come from the median step.
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from search_space import build_model, load_arch, zoo_names
-from workers.device import cap_memory, configure_cuda, configure_device, train_step
+from workers.device import cap_memory, configure_cuda, train_step
 from workers.proxy import ProxyRecipe, make_optimizer, plan_for
 
 CLASSES = 100
@@ -116,10 +116,8 @@ def _runner(kind: str, device_type: str, batch_size: int, threads: int, conn: An
     and answers its plan; ("step",) runs one step and answers its seconds; None ends."""
     torch.set_num_threads(threads)
     device = torch.device(device_type)
-    if kind == "project":
-        configure_device(device)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # both sides: what configure_cuda sets outside Ray
     recipe = ProxyRecipe(batch_size=batch_size, device=device.type)  # type: ignore[arg-type]
     batch = _batch(batch_size, device)
     step: Callable[[], None] = lambda: None  # noqa: E731
@@ -142,14 +140,20 @@ def compare(names: list[str], args: argparse.Namespace, device: torch.device) ->
         proc = ctx.Process(target=_runner,
                            args=(kind, device.type, args.batch, args.threads, there))
         proc.start()
+        there.close()  # a side that dies then reads as EOF here, not as silence
         sides[kind] = (here, proc)
 
     def call(kind: str, *msg: Any) -> Any:
-        conn = sides[kind][0]
+        conn, proc = sides[kind]
         conn.send(msg)
         if not conn.poll(900):
             raise RuntimeError(f"the {kind} process did not answer {msg[0]!r} in 900 s")
-        return conn.recv()
+        try:
+            return conn.recv()
+        except EOFError:
+            proc.join(timeout=5)
+            raise RuntimeError(f"the {kind} process died (exit code {proc.exitcode}; "
+                               "a negative code is the signal, -9: out of memory?)") from None
 
     print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
           f"{'project plan':28s}")

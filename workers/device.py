@@ -1,6 +1,5 @@
 """How a model trains on its device (docs/hardware.md): memory format, autocast dtype, CPU
-threads, the host allocator, the trial's share of a GPU, and the one training step the proxy and
-full trainers share.
+threads, the trial's share of a GPU, and the one training step the proxy and full trainers share.
 
 - channels_last is applied to 4-D parameters, buffers and inputs only. ChannelNets' channel-wise
   convolutions (gcwm, dwscw) and the convolutional classifier hold 5-D Conv3d weights, for which
@@ -17,8 +16,6 @@ full trainers share.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,39 +131,6 @@ def trial_threads(requested: int | None) -> int | None:
         return requested
     cpus = _ray_assigned().get("CPU")
     return max(1, int(cpus)) if cpus else None
-
-
-def configure_device(device: torch.device) -> None:
-    """Process settings for training on `device`: `keep_freed_memory` on CPU, `configure_cuda`
-    on CUDA. Called once per trial or worker, before the model is built on the device."""
-    if device.type == "cpu":
-        keep_freed_memory()
-    configure_cuda(device)
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-KEEP_FREED_MEMORY_ENV = "CLNAS_KEEP_FREED_MEMORY"
-
-
-def keep_freed_memory() -> bool:
-    """Stop glibc's malloc from handing freed memory back to the OS (docs/hardware.md#allocator).
-
-    A CPU training step frees and re-allocates the same large activation buffers every step;
-    by default glibc serves each from a fresh mmap and unmaps it when freed, so every step pays
-    hundreds of thousands of page faults (measured: ~2 s of system time per MobileNetV2 step of
-    128 images on a 2-vCPU machine). With mmap off and trimming at 2 GiB, freed buffers stay in
-    the process and are reused; the process holds its peak memory, as a training loop reaches
-    it every step anyway. Process-wide and irreversible; a no-op off glibc or when the
-    environment sets CLNAS_KEEP_FREED_MEMORY=0. Returns whether it was applied."""
-    if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and other C libraries: leave them alone
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def configure_cuda(device: torch.device) -> None:

@@ -25,7 +25,7 @@ from workers.data.cifar import stratified_sample
 from workers.device import (
     DevicePlan,
     MemoryFormat,
-    configure_device,
+    configure_cuda,
     make_plan,
     train_step,
     trial_threads,
@@ -250,7 +250,7 @@ def _fit(
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     total_steps = recipe.epochs * len(train_batches)
-    configure_device(dev)
+    configure_cuda(dev)
     plan = plan_for(model, recipe, dev)
     log.info("training on %s", plan.describe())
     model = plan.prepare(model)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import subprocess
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -249,39 +246,4 @@ def test_trial_threads_follow_the_recipe_then_ray(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(__import__("sys").modules, "ray", _fake_ray({"CPU": 0.5}))
     assert trial_threads(None) == 1
     assert device_mod._ray_assigned() == {"CPU": 0.5}
-
-
-_FAULTS = """
-import resource, sys, torch
-from workers.device import keep_freed_memory
-applied = keep_freed_memory()
-def faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):  # 64 MiB: above glibc's largest automatic mmap threshold; the heap
-    x = torch.ones(16 * 2**20)  # settles into reuse within a few rounds
-    del x
-before = faults()
-for _ in range(10):  # what a training step does with its activation buffers
-    x = torch.ones(16 * 2**20)
-    del x
-print(applied, faults() - before)
-"""
-
-
-@pytest.mark.parametrize("env", ["1", "0"])
-def test_keep_freed_memory_stops_the_page_faults_of_reallocation(env: str) -> None:
-    """By default every 64 MiB buffer is a fresh mmap, touched page by page (16,384 faults
-    each); kept memory is reused once the heap has settled (docs/hardware.md#allocator).
-    CLNAS_KEEP_FREED_MEMORY=0 opts out. Page faults are counted, not timed."""
-    run = subprocess.run(
-        [sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True,
-        env={**os.environ, device_mod.KEEP_FREED_MEMORY_ENV: env},
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    applied, faults = run.stdout.split()
-    pages = 10 * 16 * 2**20 * 4 // 4096
-    if env == "1":
-        assert applied == "True" and int(faults) < pages // 20
-    else:
-        assert applied == "False" and int(faults) > pages * 0.9
 

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from search_space import build_model, load_arch
 from workers.data.augment import normalize
-from workers.device import DevicePlan, LossFn, configure_device, make_plan, train_step
+from workers.device import DevicePlan, LossFn, configure_cuda, make_plan, train_step
 from workers.full.data import (
     CollateReadable,
     EpochSampler,
@@ -121,7 +121,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     raw = build_model(load_arch(job.arch))
-    configure_device(device)
+    configure_cuda(device)
     plan = device_plan(recipe, device, raw)
     raw = plan.prepare(raw)
     model = ray.train.torch.prepare_model(raw)  # wraps `raw` in DDP
