@@ -246,4 +246,3 @@ def test_trial_threads_follow_the_recipe_then_ray(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(__import__("sys").modules, "ray", _fake_ray({"CPU": 0.5}))
     assert trial_threads(None) == 1
     assert device_mod._ray_assigned() == {"CPU": 0.5}
-
