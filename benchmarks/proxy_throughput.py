@@ -9,7 +9,8 @@ per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
   settings, the textbook `zero_grad / loss.backward / step`.
 Each side runs in a process of its own, as a user's script and a trial do: in one process the
 plain loop would reuse the heap the project's step leaves behind and fault in fewer pages than
-it does alone (docs/hardware.md#measured). On CUDA both turn on cuDNN autotuning.
+it does alone (docs/benchmarks.md#proxy-training-throughput). On CUDA both turn on cuDNN
+autotuning.
 Each trains on its own copy of the same resident batch (no data loading in either), `--batch`
 images, with `--threads` intra-op threads. The two processes never run at once: every round
 runs one step of each, alternating which goes first; img/s come from the median step.

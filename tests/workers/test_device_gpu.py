@@ -15,7 +15,7 @@ from torch import nn
 
 from search_space import build_model, load_arch
 from workers.data import write_cifar100_archive
-from workers.device import configure_cuda, make_plan, train_step
+from workers.device import cap_memory, configure_cuda, make_plan, train_step
 from workers.proxy import ProxyRecipe, train_proxy
 
 pytestmark = pytest.mark.gpu
@@ -64,5 +64,5 @@ def test_fractional_gpu_share_caps_memory(monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(torch.OutOfMemoryError):
             torch.empty(int(total * 0.3), dtype=torch.uint8, device=CUDA)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device())
+        cap_memory(1.0, CUDA)
         torch.cuda.empty_cache()
