@@ -7,13 +7,15 @@ per CIFAR zoo model, in one interleaved run (docs/hardware.md#measured).
   decay) and loss.
 - `plain`: the same model (same initial weights), NCHW, fp32, `torch.optim.SGD` with the same
   settings, the textbook `zero_grad / loss.backward / step`.
-Each side runs in a process of its own, as a user's script and a trial do: in one process the
-plain loop would reuse the heap the project's step leaves behind and fault in fewer pages than
-it does alone (docs/benchmarks.md#proxy-training-throughput). On CUDA both turn on cuDNN
-autotuning.
+Each side runs in a fresh process of its own for each model, as a user's script and a trial
+do: a process that trained other models first (or the other side's step) has a heap shaped by
+them and faults in a different number of pages (docs/benchmarks.md#proxy-training-throughput).
+On CUDA both turn on cuDNN autotuning.
 Each trains on its own copy of the same resident batch (no data loading in either), `--batch`
 images, with `--threads` intra-op threads. The two processes never run at once: every round
-runs one step of each, alternating which goes first; img/s come from the median step.
+runs one step of each, alternating which goes first; img/s come from the median step. Each
+row also prints the median minor page faults per step of each side: on CPU the kernel's work of
+mapping fresh pages for buffers above glibc's mmap threshold can be most of a step.
 
     .venv/bin/python benchmarks/proxy_throughput.py [--threads 2] [--rounds 5] [--models ...]
     .venv/bin/python benchmarks/proxy_throughput.py --device cuda [--trials 1 2 4]
@@ -29,9 +31,10 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -104,17 +107,22 @@ def plain_step(
     return step
 
 
-def _timed(step: Callable[[], None], device: torch.device) -> float:
+def _timed(step: Callable[[], None], device: torch.device) -> tuple[float, int]:
+    """Seconds of one step and the page faults it took (the kernel's share of a CPU step:
+    buffers above glibc's mmap threshold are mapped afresh and faulted in on every step)."""
     _sync(device)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     step()
     _sync(device)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def _runner(kind: str, device_type: str, batch_size: int, threads: int, conn: Any) -> None:
     """One side of the comparison in its own process: ("load", name) builds that model's step
-    and answers its plan; ("step",) runs one step and answers its seconds; None ends."""
+    and answers its plan; ("step",) runs one step and answers its seconds and page faults;
+    None ends."""
     torch.set_num_threads(threads)
     device = torch.device(device_type)
     if device.type == "cuda":
@@ -133,7 +141,11 @@ def _runner(kind: str, device_type: str, batch_size: int, threads: int, conn: An
             conn.send(_timed(step, device))
 
 
-def compare(names: list[str], args: argparse.Namespace, device: torch.device) -> None:
+@contextlib.contextmanager
+def _sides(args: argparse.Namespace, device: torch.device) -> Iterator[Callable[..., Any]]:
+    """A fresh plain and project process (a trial starts in a fresh process too, and a heap
+    shaped by earlier models would change the next model's page faults); yields `call(kind,
+    *msg)`, which answers that side's reply."""
     ctx = mp.get_context("spawn")
     sides = {}
     for kind in ("plain", "project"):
@@ -156,26 +168,8 @@ def compare(names: list[str], args: argparse.Namespace, device: torch.device) ->
             raise RuntimeError(f"the {kind} process died (exit code {proc.exitcode}; "
                                "a negative code is the signal, -9: out of memory?)") from None
 
-    print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
-          f"{'project plan':28s}")
-    ratios = []
     try:
-        for name in names:
-            call("plain", "load", name)
-            plan = call("project", "load", name)
-            for _ in range(args.warmup):
-                call("project", "step")
-                call("plain", "step")
-            times: dict[str, list[float]] = {"plain": [], "project": []}
-            for r in range(args.rounds):
-                order = ["plain", "project"]
-                for kind in order if r % 2 == 0 else order[::-1]:
-                    times[kind].append(call(kind, "step"))
-            plain_ips = args.batch / statistics.median(times["plain"])
-            project_ips = args.batch / statistics.median(times["project"])
-            ratios.append(project_ips / plain_ips)
-            print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
-                  f"{plan:28s}", flush=True)
+        yield call
     finally:
         for conn, proc in sides.values():
             with contextlib.suppress(OSError):
@@ -183,6 +177,34 @@ def compare(names: list[str], args: argparse.Namespace, device: torch.device) ->
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
+
+
+def compare(names: list[str], args: argparse.Namespace, device: torch.device) -> None:
+    print(f"{'model':32s} {'plain img/s':>11s} {'project img/s':>13s} {'ratio':>6s}  "
+          f"{'faults/step plain project':>25s}  {'project plan':28s}")
+    ratios = []
+    for name in names:
+        with _sides(args, device) as call:
+            call("plain", "load", name)
+            plan = call("project", "load", name)
+            for _ in range(args.warmup):
+                call("project", "step")
+                call("plain", "step")
+            times: dict[str, list[float]] = {"plain": [], "project": []}
+            faults: dict[str, list[int]] = {"plain": [], "project": []}
+            for r in range(args.rounds):
+                order = ["plain", "project"]
+                for kind in order if r % 2 == 0 else order[::-1]:
+                    seconds, step_faults = call(kind, "step")
+                    times[kind].append(seconds)
+                    faults[kind].append(step_faults)
+        plain_ips = args.batch / statistics.median(times["plain"])
+        project_ips = args.batch / statistics.median(times["project"])
+        ratios.append(project_ips / plain_ips)
+        fault_cols = " ".join(f"{statistics.median(faults[k]):>12,.0f}"
+                              for k in ("plain", "project"))
+        print(f"{name:32s} {plain_ips:11.1f} {project_ips:13.1f} {ratios[-1]:5.2f}x  "
+              f"{fault_cols}  {plan:28s}", flush=True)
     print(f"min ratio {min(ratios):.2f}x, geometric mean "
           f"{statistics.geometric_mean(ratios):.2f}x over {len(ratios)} models")
 
@@ -263,6 +285,9 @@ def main() -> None:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     names = args.models or cifar_zoo()
+    if unknown := [n for n in names if n not in cifar_zoo()]:
+        p.error(f"--models: {', '.join(unknown)} is not a CIFAR zoo model "
+                f"(32-px batches; choose from {', '.join(cifar_zoo())})")
     print(f"device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + f", torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "

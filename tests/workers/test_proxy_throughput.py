@@ -1,0 +1,45 @@
+"""benchmarks/proxy_throughput.py runs as docs/benchmarks.md says: both sides in their own
+processes, one row per model with img/s, the ratio, page faults per step and the plan."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = re.compile(
+    r"^(?P<model>\S+)\s+(?P<plain>[\d.]+)\s+(?P<project>[\d.]+)\s+(?P<ratio>[\d.]+)x\s+"
+    r"(?P<plain_faults>[\d,]+)\s+(?P<project_faults>[\d,]+)\s+(?P<plan>cpu \S+ fp32)\s*$"
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "benchmarks/proxy_throughput.py", "--threads", "1", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+
+
+def test_cpu_rows_for_two_models() -> None:
+    # effnet (CIFAR-size, ~1000 img/s) and HetConv P > 1's NCHW plan, at batch 8
+    out = _run("--batch", "8", "--rounds", "2", "--warmup", "0",
+               "--models", "effnet", "hetconv_vgg16_p2")
+    assert out.returncode == 0, out.stderr
+    rows = {m["model"]: m for line in out.stdout.splitlines() if (m := ROW.match(line))}
+    assert set(rows) == {"effnet", "hetconv_vgg16_p2"}, out.stdout
+    assert rows["effnet"]["plan"] == "cpu channels_last fp32"
+    assert rows["hetconv_vgg16_p2"]["plan"] == "cpu contiguous fp32"
+    for row in rows.values():
+        plain, project, ratio = (float(row[k]) for k in ("plain", "project", "ratio"))
+        assert plain > 0 and project > 0
+        assert abs(ratio - project / plain) < 0.01 + 0.01 * ratio  # printed to 1 and 2 digits
+        assert int(row["plain_faults"].replace(",", "")) >= 0
+    assert re.search(r"min ratio [\d.]+x, geometric mean [\d.]+x over 2 models", out.stdout)
+
+
+def test_unknown_model_is_an_error() -> None:
+    out = _run("--rounds", "1", "--models", "no_such_model")
+    assert out.returncode != 0
+    assert "no_such_model" in out.stderr
