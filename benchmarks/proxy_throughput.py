@@ -31,8 +31,10 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -234,9 +236,38 @@ def _trial(
         _sync(device)
         out.put(steps * batch / (time.perf_counter() - t0))
     except BaseException as exc:
+        if not isinstance(exc, threading.BrokenBarrierError):  # another trial's failure
+            out.put(f"{type(exc).__name__}: {exc}")
         barrier.abort()  # the others stop waiting for this one
-        out.put(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _collect(procs: list[Any], out: Any, timeout: float) -> list[float]:
+    """Each trial's img/s; raises with the first trial's error, or with the exit code of a
+    trial that died without a word (a crash, the OOM killer), or after `timeout` seconds."""
+    results: list[float] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < len(procs):
+            try:
+                got = out.get(timeout=2)
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a trial process died (exit code {dead[0]}; a negative "
+                                       "code is the signal)") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the trials did not finish in {timeout:.0f} s") from None
+                continue
+            if isinstance(got, str):
+                raise RuntimeError(got)
+            results.append(got)
+    finally:
+        for p in procs:
+            p.join(timeout=10 if len(results) == len(procs) else 0)
+            if p.is_alive():
+                p.kill()
+    return results
 
 
 def concurrent(name: str, args: argparse.Namespace) -> None:
@@ -254,16 +285,11 @@ def concurrent(name: str, args: argparse.Namespace) -> None:
         ]
         for p in procs:
             p.start()
-        results = [out.get(timeout=args.seconds + 300) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-        errors = [r for r in results if isinstance(r, str)]
-        if errors:
-            print(f"{k:6d} FAILED: {errors[0]}", flush=True)
-            raise SystemExit(1)
-        rates = [float(r) for r in results]
+        try:
+            rates = _collect(procs, out, args.seconds + 300)
+        except RuntimeError as exc:
+            print(f"{k:6d} FAILED: {exc}", flush=True)
+            raise SystemExit(1) from None
         total = sum(rates)
         single = single or total
         print(f"{k:6d} {statistics.mean(rates):16.0f} {total:16.0f} {total / single:9.2f}x",

@@ -419,9 +419,13 @@ def test_out_of_place_relu6_trains_identically(layout):
         m.inplace = True
     x = torch.randn(4, 3, 32, 32).contiguous(memory_format=layout)
     y = torch.arange(4)
+    losses = []
     for m in (model, in_place):
         m.train().to(memory_format=layout)
-        F.cross_entropy(m(x), y).backward()
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.equal(losses[0], losses[1])
     for (name, a), b in zip(model.named_parameters(), in_place.parameters(), strict=True):
         assert a.grad is not None and torch.equal(a.grad, b.grad), name
     for a, b in zip(model.buffers(), in_place.buffers(), strict=True):
