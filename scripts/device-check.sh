@@ -12,16 +12,22 @@
 #   7. only when named in STEPS: torch.compile of the proxy step (mobilenet_v2_cifar100),
 #      compile time and img/s against eager, the figures that decide whether compiling pays
 # Every figure goes into one file, DIR/device-check.txt (DIR: $1, else $OUT, else
-# ./device-check); each step's full output into DIR/logs/. Exit status: the number of failed
-# steps (0: all passed); 100 when nothing usable could be installed. STEPS="name ..." runs
-# only the named steps (install always runs; compile-probe only when named). CLNAS_CHECK_DEVICE=cpu rehearses every step on a
-# machine without a GPU (same code path, small sizes, no GPU figures) before device time is spent.
+# ./device-check); each step's full output into DIR/logs.tar.gz (logs/NAME.log). Exit status:
+# the number of failed steps (0: all passed); 100 when nothing usable could be installed.
+# STEPS="name ..." runs only the named steps (install always runs; compile-probe only when
+# named). CLNAS_CHECK_DEVICE=cpu rehearses every step on a machine without a GPU (same code
+# path, small sizes, no GPU figures) before device time is spent. The work directory (a temp
+# dir: unpacked site, data, Ray's files, the study database) is removed at the end.
 #
 #   scripts/device-check.sh [DIR]
 #   CLNAS_DEVICE_SITE=.devsite/site.tar.gz scripts/device-check.sh [DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+case "${CLNAS_CHECK_DEVICE:-cuda}" in
+  cuda | cpu) ;;
+  *) echo "CLNAS_CHECK_DEVICE must be cuda or cpu, not '$CLNAS_CHECK_DEVICE'" >&2; exit 100 ;;
+esac
 dir="$(mkdir -p "${1:-${OUT:-device-check}}" && cd "${1:-${OUT:-device-check}}" && pwd)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/clnas-device-check.XXXXXX")
 logs="$work/logs"
@@ -35,7 +41,7 @@ else gpus_trial=0 gpus_worker=0 cpus_worker=1 n_train=300 seconds=2 amp=False; f
 n_val=$((n_train / 6))
 : >"$report"
 # the step logs travel as one archive beside the report, however the run ends
-trap 'tar -C "$work" -czf "$dir/logs.tar.gz" logs 2>/dev/null' EXIT
+trap 'tar -C "$work" -czf "$dir/logs.tar.gz" logs 2>/dev/null; rm -rf "$work"' EXIT
 
 say() { echo "$*" | tee -a "$report"; }
 
@@ -84,7 +90,7 @@ else
   step install 240 scripts/setup-venv.sh
 fi
 if [ "$failed" -ne 0 ]; then
-  say "!! install FAILED (no network or no wheel cache? scripts/device-site.sh packs an archive): see logs/install.log"
+  say "!! install FAILED (no network or no wheel cache? scripts/device-site.sh packs an archive): see logs/install.log in $dir/logs.tar.gz"
 fi
 if ! "$py" -c "import sys, torch; sys.exit(0 if '$dev' == 'cpu' or torch.cuda.is_available() else 1)" 2>/dev/null; then
   say "!! no usable environment: $py cannot import a torch that sees CUDA; stopping"
@@ -97,12 +103,12 @@ clnas=("$py" -m service.cli)
 # 2. GPU-marked tests
 step pytest-gpu 90 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/workers/test_device_gpu.py
 
-# 3. The benchmark on CUDA at the proxy's batch: one trial per CIFAR zoo model, then 1, 2 and
-# 4 concurrent trials of mobilenet_v2_cifar100
-# (BENCH_MODELS="name ...": those models only)
+# 3. The benchmark on CUDA at the proxy's batch: project step against the plain loop for
+# mobilenet_v2 and clcnet_a (BENCH_MODELS="name ..." to change), then 1, 2 and 4 concurrent
+# trials of mobilenet_v2_cifar100
 [ "$dev" = cuda ] && bench=() || bench=(--rounds 1 --warmup 0)
 bench+=(--models ${BENCH_MODELS:-mobilenet_v2_cifar100 clcnet_a_cifar100})
-step benchmark-cuda 180 bash -c "set -o pipefail; '$py' benchmarks/proxy_throughput.py --device $dev --batch 256 --rounds 8 --warmup 3 --seconds $seconds ${bench[*]} | sed -u 's/^/FIGURE /'"
+step benchmark-cuda 240 bash -c "set -o pipefail; '$py' benchmarks/proxy_throughput.py --device $dev --batch 256 --rounds 8 --warmup 3 --seconds $seconds ${bench[*]} | sed -u 's/^/FIGURE /'"
 
 # 4. One proxy epoch of every CIFAR zoo model on CUDA with AMP
 step proxy-zoo-epoch 200 "$py" - "$work/data" "$dev" "$n_train" "$amp" <<'EOF'
