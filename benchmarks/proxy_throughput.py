@@ -310,10 +310,11 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    names = args.models or cifar_zoo()
-    if unknown := [n for n in names if n not in cifar_zoo()]:
+    cifar = cifar_zoo()
+    names = args.models or cifar
+    if unknown := [n for n in names if n not in cifar]:
         p.error(f"--models: {', '.join(unknown)} is not a CIFAR zoo model "
-                f"(32-px batches; choose from {', '.join(cifar_zoo())})")
+                f"(32-px batches; choose from {', '.join(cifar)})")
     print(f"device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + f", torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
