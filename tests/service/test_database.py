@@ -3,9 +3,11 @@ database are built from `workers.database`, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -14,7 +16,10 @@ from sqlalchemy.engine import Engine
 
 from service.db import make_engine, migrate
 from workers import database
-from workers.tune import open_storage
+from workers.study import load_study
+from workers.tune import ARCH_ATTR, open_storage, prepare_studies
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "synthetic_small.json"
 
 
 def _settings(engine: Engine) -> dict[str, Any]:
@@ -79,4 +84,49 @@ def test_a_writer_on_one_engine_waits_for_the_other(db_url: str) -> None:
     finally:
         holder.join()
         service.dispose()
+        storage.engine.dispose()
+
+
+def _open_after(url: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        open_storage(url).engine.dispose()
+        results.put("ok")
+    except Exception as e:  # reported to the parent, which names it
+        results.put(f"{type(e).__name__}: {e}"[:300])
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(db_url: str) -> None:
+    """The service, a study's driver, its Ray workers and a second `clnas search` may open one
+    new database at the same moment. Bare `RDBStorage(url)` calls race on Optuna's table
+    creation ("table studies already exists", a UNIQUE failure on `alembic_version`) in every
+    round of this on SQLite; `open_storage` serializes them on SQLite and retries a creation
+    that failed (it then finds the tables). The study made meanwhile round-trips."""
+    spec = load_study(EXAMPLE)
+    ctx = multiprocessing.get_context("fork")  # nothing is open on `db_url` in this process yet
+    n = 3
+    barrier, results = ctx.Barrier(n + 1), ctx.Queue()
+    procs = [ctx.Process(target=_open_after, args=(db_url, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(timeout=60)
+        storage = open_storage(db_url)  # this process races them too
+        outcomes = [results.get(timeout=120) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+    assert outcomes == ["ok"] * n
+    try:
+        with storage.engine.connect() as con:
+            assert con.scalar(sa.text("SELECT count(*) FROM alembic_version")) == 1
+        prepare_studies(storage, spec)
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+        trial = study.ask()
+        trial.set_user_attr(ARCH_ATTR, {"name": "x"})
+        study.tell(trial, [0.25, 1234.0])
+        again = optuna.load_study(study_name=spec.name, storage=db_url)
+        assert [t.values for t in again.trials] == [[0.25, 1234.0]]
+        assert again.trials[0].user_attrs[ARCH_ATTR] == {"name": "x"}
+    finally:
         storage.engine.dispose()

@@ -1,10 +1,9 @@
-"""What Ray ships between processes pickles; a study survives concurrent storage creation;
-Optuna's own tools (optuna-dashboard) see our studies with named objectives."""
+"""What Ray ships between processes pickles; Optuna's own tools (optuna-dashboard) see our
+studies with named objectives. (Concurrent storage creation: tests/service/test_database.py.)"""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import pickle
 import re
 import shutil
@@ -88,46 +87,6 @@ def test_what_ray_ships_to_workers_pickles(tmp_path: Path) -> None:
         trainable = tune.with_parameters(fn, spec_json=spec.model_dump_json(), storage_url=url)
         cloudpickle.loads(cloudpickle.dumps(trainable))
     cloudpickle.loads(cloudpickle.dumps(scheduler))
-
-
-def _create_storage(url: str, start_at: float, out: multiprocessing.Queue) -> None:
-    while time.time() < start_at:
-        pass
-    try:
-        open_storage(url)
-        out.put("ok")
-    except Exception as e:  # reported to the parent
-        out.put(f"{type(e).__name__}: {e}")
-
-
-def test_study_round_trips_while_other_processes_create_the_storage(tmp_path: Path) -> None:
-    """Several processes open one new SQLite file at the same instant (the service, a study's
-    driver and its workers do); unguarded, Optuna's schema creation races ("table ... already
-    exists", UNIQUE failures on alembic_version)."""
-    spec = _spec(tmp_path)
-    ctx = multiprocessing.get_context("spawn")
-    for round_ in range(3):
-        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
-        out: multiprocessing.Queue = ctx.Queue()
-        start_at = time.time() + 3.0  # spawned interpreters need a moment to import
-        procs = [ctx.Process(target=_create_storage, args=(url, start_at, out))
-                 for _ in range(3)]
-        for p in procs:
-            p.start()
-        while time.time() < start_at:
-            pass
-        storage = open_storage(url)
-        prepare_studies(storage, spec)
-        study = optuna.load_study(study_name=spec.name, storage=storage)
-        trial = study.ask()
-        trial.set_user_attr(ARCH_ATTR, {"name": "x"})
-        study.tell(trial, [0.25, 1234.0])
-        for p in procs:
-            p.join(timeout=60)
-        assert [out.get(timeout=5) for _ in procs] == ["ok"] * 3
-        again = optuna.load_study(study_name=spec.name, storage=url)
-        assert [t.values for t in again.trials] == [[0.25, 1234.0]]
-        assert again.trials[0].user_attrs[ARCH_ATTR] == {"name": "x"}
 
 
 def test_studies_carry_metric_names(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import optuna
 import pytest
 
 from workers.study import load_study
+from workers.tune import open_storage
 
 CLNAS = str(Path(sys.executable).with_name("clnas"))
 EXAMPLE = Path(__file__).parents[2] / "examples" / "synthetic_small.json"
@@ -25,14 +26,19 @@ DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _snapshot(url: str, name: str) -> dict[int, Any]:
+    # through `open_storage`, as every clnas process: while `clnas search` is still creating
+    # Optuna's tables, a bare `load_study(storage=url)` would create them too and race it
+    storage = open_storage(url)
     try:
-        study = optuna.load_study(study_name=name, storage=url)
+        study = optuna.load_study(study_name=name, storage=storage)
+        return {
+            t.number: (t.state.name, t.values, t.user_attrs.get("arch"), t.user_attrs.get("curve"))
+            for t in study.get_trials(deepcopy=False)
+        }
     except KeyError:
         return {}
-    return {
-        t.number: (t.state.name, t.values, t.user_attrs.get("arch"), t.user_attrs.get("curve"))
-        for t in study.get_trials(deepcopy=False)
-    }
+    finally:
+        storage.engine.dispose()
 
 
 @pytest.mark.slow
