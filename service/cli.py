@@ -9,11 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from rich.console import Console
 from rich.table import Table
 
 from search_space import Arch, ArchError, load_arch
 from search_space.export import add_parser as add_export_parser
+from workers.data.cifar import DatasetError
 from workers.full.cli import add_parser as add_train_parser
 
 console = Console()
@@ -253,8 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArchError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.OperationalError as exc:  # --db unreachable, refused, locked
+        print(f"error: the database (--db): {str(exc.orig).strip()}", file=sys.stderr)
         return 2
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from workers.ray_address import ADDRESS_HELP
+
+if TYPE_CHECKING:
+    from workers.tune import StudyProgress
 
 DEFAULT_DB = "sqlite:///clnas.db"
 console = Console()
@@ -77,7 +81,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import json
 
     from workers.study import load_study
-    from workers.tune import StudyProgress, run_study
+    from workers.tune import run_study
 
     spec = load_study(args.study)
     if args.data_dir is not None:
@@ -94,7 +98,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             "baselines": [{"name": t.user_attrs["baseline"], "values": t.values}
                           for t in outcome.baselines],
         }, indent=2))
-        return 0
+        return _exit_status(outcome.progress)
     console.print(f"study [bold]{spec.name}[/]{synthetic}: {spec.search.n_trials} candidates, "
                   f"sampler {spec.search.sampler}, scheduler {spec.search.scheduler}, db {db}")
     with Progress(
@@ -127,8 +131,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     p = outcome.progress
     console.print(f"{p.finished}/{p.n_trials} candidates: {p.completed} trained, {p.rejected} "
                   f"rejected {p.rejected_by_reason or ''}, {p.pruned} pruned, {p.failed} failed")
-    if p.finished < p.n_trials:
-        console.print("[yellow]the study did not reach n_trials (failed trials); re-run the same "
-                      "command to resume it[/]")
-        return 3
-    return 0
+    return _exit_status(p)
+
+
+def _exit_status(progress: StudyProgress) -> int:
+    """3 when the study fell short (docs/cli.md#clnas-search), saying so on stderr."""
+    if (short := progress.shortfall()) is None:
+        return 0
+    print(f"incomplete: {short}", file=sys.stderr)
+    return 3

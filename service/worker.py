@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     p_ = outcome.progress
     print(f"finished {p_.finished}/{p_.n_trials}: {p_.to_dict()}", flush=True)
-    if p_.finished < p_.n_trials or p_.baselines_done < p_.baselines_total:
-        error = f"{p_.failed} trial(s) failed; resume the study to run the remainder"
+    if (error := p_.shortfall()) is not None:
         print(error, file=sys.stderr)
         _finish(engine, run_id, "failed", error, p_.to_dict())
         return 3

@@ -46,7 +46,8 @@ from search_space import Arch, load_arch
 from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
 from workers import database
-from workers.ray_address import ray_address
+from workers.data import DatasetError, prepare_dataset
+from workers.ray_address import ray_address as resolve_address
 from workers.schedulers import make_scheduler
 from workers.study import BASELINES_SUFFIX, StudySpec
 
@@ -375,6 +376,21 @@ class StudyProgress:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"finished": self.finished}
 
+    def shortfall(self) -> str | None:
+        """None when every candidate finished and every baseline trained; else what is missing.
+        A study falls short when trials fail (a crash, the data, `max_failures`); running it
+        again resumes it."""
+        missing = []
+        if self.finished < self.n_trials:
+            missing.append(f"{self.n_trials - self.finished} of {self.n_trials} candidates")
+        if self.baselines_done < self.baselines_total:
+            missing.append(f"{self.baselines_total - self.baselines_done} of "
+                           f"{self.baselines_total} baselines")
+        if not missing:
+            return None
+        return (f"{' and '.join(missing)} did not finish ({self.failed} trial(s) failed); "
+                "run the study again to resume it")
+
 
 def _trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
     try:
@@ -481,7 +497,7 @@ def _ray(address: str | None, verbose: int) -> Iterator[None]:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         ray.init(
-            address=ray_address(address),
+            address=resolve_address(address),
             include_dashboard=False,
             log_to_driver=verbose > 0,
             logging_level=logging.INFO if verbose else logging.WARNING,
@@ -492,6 +508,39 @@ def _ray(address: str | None, verbose: int) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | None]:
+    """`spec` with its dataset made ready once, by the driver, before any trial starts.
+
+    Trials run in Ray's own working directories, so a relative `data_dir` is resolved against
+    the driver's working directory (no `data_dir`: `$CLNAS_DATA_DIR` as the driver sees it).
+    A missing or corrupt archive then fails the study before it starts, naming the path to put
+    the archive at, instead of failing every trial; a download happens once, not per trial.
+    The error is returned, not raised: on a cluster with other machines (`_data_error_stands`)
+    their nodes may hold the data on their own disks."""
+    error: DatasetError | None = None
+    try:
+        root = prepare_dataset(spec.dataset, spec.data_dir)
+    except DatasetError as exc:
+        if spec.data_dir is None:
+            return spec, exc  # each node's own default
+        root, error = Path(spec.data_dir).expanduser().resolve(), exc
+    return spec.model_copy(update={"data_dir": str(root)}), error
+
+
+def _data_error_stands(error: DatasetError, address: str | None) -> bool:
+    """Whether the driver's `error` preparing the data fails the study: always on a private
+    local Ray; on a cluster only if every live node runs on this machine (the default `clnas
+    serve`). Otherwise it is logged and each trial looks for the data on its node."""
+    if resolve_address(address) != "local":
+        here = ray.util.get_node_ip_address()
+        if any(n["NodeManagerAddress"] != here for n in ray.nodes() if n["Alive"]):
+            logging.getLogger(__name__).warning(
+                "the driver cannot prepare the data (%s); trials on other nodes look for it "
+                "there", error)
+            return False
+    return True
 
 
 @dataclass
@@ -550,6 +599,11 @@ def run_study(
     """Run (or resume) `spec` until `n_trials` candidates are sampled and finished and every
     baseline is trained; returns the Pareto front. `on_progress` is called from a polling
     thread about every `poll_s` seconds (and once at the end)."""
+    # the trials get `ready` (an absolute data_dir); the database keeps the spec as given, so a
+    # resumed study compares equal whatever the working directory
+    ready, data_error = _prepare_data(spec)
+    if data_error is not None and resolve_address(ray_address) == "local":
+        raise data_error  # a private local Ray: fail before starting it
     storage_url = absolute_db_url(storage_url)
     storage = open_storage(storage_url)
     prepare_studies(storage, spec)
@@ -569,9 +623,11 @@ def run_study(
         poller.start()
     try:
         with _ray(ray_address, verbose):
-            _run_baselines(spec, storage_url, storage, results_dir, verbose)
+            if data_error is not None and _data_error_stands(data_error, ray_address):
+                raise data_error
+            _run_baselines(ready, storage_url, storage, results_dir, verbose)
             if study_progress(storage, spec).finished < spec.search.n_trials:
-                _run_search(spec, storage_url, storage, results_dir, verbose)
+                _run_search(ready, storage_url, storage, results_dir, verbose)
     finally:
         stop.set()
         if poller is not None:

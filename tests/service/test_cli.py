@@ -93,3 +93,13 @@ def test_groups() -> None:
     assert json.loads(res.stdout)["g1"] == 16 and json.loads(res.stdout)["g2"] == 4
     bad = clnas("groups", "64", "0", "128")
     assert bad.returncode == 2 and "positive" in bad.stderr
+
+
+def test_search_on_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    study = Path(__file__).parents[2] / "examples" / "synthetic_small.json"
+    out = clnas("search", str(study), "--db", "postgresql+psycopg://u@127.0.0.1:9/none",
+                "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "ray"),
+                "--json")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("error: the database (--db): connection failed"), out.stderr
+    assert "Traceback" not in out.stderr

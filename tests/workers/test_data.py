@@ -24,6 +24,7 @@ from workers.data import (
     load_cifar100,
     load_dataset,
     normalize,
+    prepare_dataset,
     random_crop,
     random_hflip,
     read_archive,
@@ -221,6 +222,36 @@ def test_synthetic_dataset_is_generated_and_flagged(
     assert splits.synthetic and splits.name == "synthetic" and len(splits.train) == 300
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", tmp_path)
+
+
+def test_prepare_dataset_resolves_the_folder_and_makes_the_data_ready(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a study's driver does once before any trial (workers.tune.run_study): trials run in
+    Ray's working directories, so the folder comes back absolute."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(synthetic.DEFAULT_SIZE, "n_train", 300)
+    monkeypatch.setitem(synthetic.DEFAULT_SIZE, "n_test", 50)
+    assert prepare_dataset("synthetic", "rel") == tmp_path / "rel"
+    assert (tmp_path / "rel" / "synthetic" / ARCHIVE).is_file()
+
+    with tarfile.open(archive, "r:gz") as tar:  # an extracted folder needs no archive
+        tar.extractall(tmp_path / "extracted", filter="data")
+    assert prepare_dataset("cifar100", "extracted", download=False) == tmp_path / "extracted"
+
+    with pytest.raises(DatasetError) as missing:
+        prepare_dataset("cifar100", "empty", download=False)
+    assert f"put it at {tmp_path / 'empty' / ARCHIVE}" in str(missing.value)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / ARCHIVE).write_bytes(archive.read_bytes())  # not the official md5
+    with pytest.raises(DatasetError, match=f"md5 .* expected {CIFAR100.md5}"):
+        prepare_dataset("cifar100", "corrupt", download=False)
+    with pytest.raises(DatasetError, match=r"cifar-10-python\.tar\.gz"):
+        prepare_dataset("cifar10", "empty", download=False)
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        prepare_dataset("imagenet", "rel")
+    monkeypatch.setenv("CLNAS_DATA_DIR", "from-env")
+    assert prepare_dataset("synthetic") == tmp_path / "from-env"
 
 
 # -- the validation split -------------------------------------------------------------------

@@ -46,7 +46,8 @@ def test_kill_and_rerun_resumes_without_losing_or_duplicating(tmp_path: Path) ->
     spec = load_study(EXAMPLE)
     db = tmp_path / "clnas.db"
     url = f"sqlite:///{db}"
-    cmd = [CLNAS, "search", str(EXAMPLE), "--db", url, "--data-dir", str(tmp_path / "data"),
+    # a relative --data-dir: the trials, in Ray's working directories, must still read tmp_path/data
+    cmd = [CLNAS, "search", str(EXAMPLE), "--db", url, "--data-dir", "data",
            "--results-dir", str(tmp_path / "ray")]
     # Ray's own temp dir, short (AF_UNIX socket paths are limited to 107 bytes)
     env = os.environ | {"RAY_TMPDIR": tempfile.mkdtemp(prefix="clnas-ray-", dir="/tmp")}
@@ -96,3 +97,6 @@ def test_kill_and_rerun_resumes_without_losing_or_duplicating(tmp_path: Path) ->
     base = optuna.load_study(study_name=f"{spec.name}.baselines", storage=url)
     done = [t.user_attrs["baseline"] for t in base.trials if t.state in DONE]
     assert done == spec.baselines  # each baseline trained exactly once
+    # the driver made the data ready once, where the command's working directory says
+    assert (tmp_path / "data" / "synthetic" / "cifar-100-python.tar.gz").is_file()
+    assert not list(Path(env["RAY_TMPDIR"]).rglob("*.tar.gz"))  # no trial made its own copy

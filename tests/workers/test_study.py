@@ -83,3 +83,71 @@ def test_small_synthetic_study_end_to_end(tmp_path: Path) -> None:
         assert len(t.user_attrs["curve"]) >= 1 and t.user_attrs["curve"][0]["synthetic"]
     assert {t.number for t in out.front} == {t.number for t in study.best_trials}
     assert all(REJECTED_ATTR not in t.user_attrs for t in out.front)
+
+
+def test_progress_says_what_fell_short() -> None:
+    from workers.tune import StudyProgress
+
+    done = StudyProgress(n_trials=4, rejected=1, completed=2, pruned=1, baselines_done=1,
+                         baselines_total=1)
+    assert done.shortfall() is None
+    short = StudyProgress(n_trials=4, completed=1, failed=3, baselines_total=2, baselines_done=1)
+    assert short.shortfall() == ("3 of 4 candidates and 1 of 2 baselines did not finish "
+                                 "(3 trial(s) failed); run the study again to resume it")
+
+
+def _cifar_study(tmp_path: Path) -> Path:
+    """The example study on CIFAR-100, with a CIFAR-100 archive in `tmp_path/data` that is in
+    the real format but not the official file (its md5 differs)."""
+    from workers.data import CIFAR100, write_cifar100_archive
+
+    write_cifar100_archive(tmp_path / "data" / CIFAR100.archive, n_train=60, n_test=20)
+    doc = json.loads(EXAMPLE.read_text()) | {"dataset": "cifar100", "name": "needs-data"}
+    path = tmp_path / "cifar.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_search_with_bad_data_fails_before_any_trial(tmp_path: Path) -> None:
+    """The driver checks the data once (workers.tune._prepare_data), before Ray starts and
+    before any trial, and names the file; a relative --data-dir is the working directory's."""
+    import subprocess
+    import sys
+
+    study = _cifar_study(tmp_path)
+    clnas = str(Path(sys.executable).with_name("clnas"))
+    run = subprocess.run([clnas, "search", str(study), "--db", "sqlite:///s.db", "--data-dir",
+                          "data", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr
+    archive = tmp_path / "data" / "cifar-100-python.tar.gz"
+    assert run.stderr.startswith(f"error: {archive} has md5 "), run.stderr
+    assert "delete it and download it again" in run.stderr
+    assert not (tmp_path / "s.db").exists()  # nothing stored, nothing sampled
+    assert run.stdout == ""
+
+
+@pytest.mark.slow
+def test_bad_data_fails_a_study_on_a_one_machine_cluster(tmp_path: Path) -> None:
+    """On a cluster whose nodes all run on this machine (`clnas serve`'s own head), a driver
+    that cannot prepare the data fails the study before any trial, as on a private Ray."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from workers.data import DatasetError
+    from workers.tune import run_study
+
+    spec = load_study(_cifar_study(tmp_path)).model_copy(
+        update={"data_dir": str(tmp_path / "data")})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    try:
+        with pytest.raises(DatasetError, match="has md5"):
+            run_study(spec, storage_url=url, results_dir=tmp_path / "ray",
+                      ray_address=cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    assert study.trials == []

@@ -13,6 +13,7 @@ from workers.data.cifar import (
     CifarSplits,
     DatasetError,
     ImageSet,
+    cifar_source,
     default_data_dir,
     ensure_archive,
     load_cifar10,
@@ -21,7 +22,7 @@ from workers.data.cifar import (
     split_train_val,
     stratified_sample,
 )
-from workers.data.synthetic import load_synthetic, write_cifar100_archive
+from workers.data.synthetic import load_synthetic, synthetic_archive, write_cifar100_archive
 
 DATASETS = ("cifar100", "cifar10", "synthetic")
 
@@ -40,6 +41,24 @@ def load_dataset(
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
+def prepare_dataset(
+    name: str, data_dir: str | Path | None = None, *, download: bool = True
+) -> Path:
+    """Make dataset `name` ready under `data_dir` (default: `default_data_dir()`) without
+    decoding it, and return that folder as an absolute path: a CIFAR archive is found (or its
+    extracted folder) and md5-checked, or downloaded when missing and `download`; the synthetic
+    archive is generated when missing. Raises `DatasetError` saying where to put a missing
+    archive. A study's driver calls it once before any trial starts (`workers.tune.run_study`)."""
+    root = (Path(data_dir).expanduser() if data_dir is not None else default_data_dir()).resolve()
+    if name in ("cifar100", "cifar10"):
+        cifar_source(CIFAR100 if name == "cifar100" else CIFAR10, root, download=download)
+    elif name == "synthetic":
+        synthetic_archive(root)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return root
+
+
 __all__ = [
     "CIFAR10",
     "CIFAR100",
@@ -56,6 +75,7 @@ __all__ = [
     "load_dataset",
     "load_synthetic",
     "normalize",
+    "prepare_dataset",
     "random_crop",
     "random_hflip",
     "read_archive",

@@ -351,15 +351,22 @@ def _decode(
     )
 
 
-def load_cifar(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True) -> CifarSplits:
-    """The dataset from `<data_dir>/<fmt.folder>/` if extracted there, else from
+def cifar_source(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True) -> Path:
+    """Where `load_cifar` reads `fmt` from: `<data_dir>/<fmt.folder>/` if extracted there, else
     `<data_dir>/<fmt.archive>` (downloaded when missing and `download`), md5 checked."""
     root = Path(data_dir).expanduser()
     folder = root / fmt.folder
     if all((folder / m).is_file() for m in fmt.members):
-        return _read(folder, fmt, _folder_batches, name=None, synthetic=False)
-    archive = ensure_archive(root, fmt.url, fmt.md5, download=download, filename=fmt.archive)
-    return read_archive(archive, fmt)
+        return folder
+    return ensure_archive(root, fmt.url, fmt.md5, download=download, filename=fmt.archive)
+
+
+def load_cifar(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True) -> CifarSplits:
+    """The dataset from `cifar_source(fmt, data_dir)`: the extracted folder or the archive."""
+    source = cifar_source(fmt, data_dir, download=download)
+    if source.is_dir():
+        return _read(source, fmt, _folder_batches, name=None, synthetic=False)
+    return read_archive(source, fmt)
 
 
 def load_cifar100(data_dir: str | Path, *, download: bool = True) -> CifarSplits:

@@ -73,14 +73,19 @@ def write_cifar100_archive(
     return path
 
 
-def load_synthetic(data_dir: str | Path) -> CifarSplits:
+def synthetic_archive(data_dir: str | Path) -> Path:
     """`<data_dir>/synthetic/cifar-100-python.tar.gz`, generated with `DEFAULT_SIZE` when
-    missing; always flagged `synthetic=True`."""
-    folder = Path(data_dir).expanduser() / SYNTHETIC_DIR
-    path = folder / CIFAR100.archive
+    missing."""
+    path = Path(data_dir).expanduser() / SYNTHETIC_DIR / CIFAR100.archive
     if not path.is_file():
         write_cifar100_archive(path, **DEFAULT_SIZE)
-    return read_archive(path, CIFAR100, name="synthetic", synthetic=True)
+    return path
+
+
+def load_synthetic(data_dir: str | Path) -> CifarSplits:
+    """The synthetic stand-in from `synthetic_archive(data_dir)`; always flagged
+    `synthetic=True`."""
+    return read_archive(synthetic_archive(data_dir), CIFAR100, name="synthetic", synthetic=True)
 
 
 def _class_signals(rng: np.random.Generator, num_classes: int) -> np.ndarray:
