@@ -160,12 +160,12 @@ def _sides(args: argparse.Namespace, device: torch.device) -> Iterator[Callable[
 
     def call(kind: str, *msg: Any) -> Any:
         conn, proc = sides[kind]
-        conn.send(msg)
-        if not conn.poll(900):
-            raise RuntimeError(f"the {kind} process did not answer {msg[0]!r} in 900 s")
         try:
+            conn.send(msg)  # BrokenPipeError: the side died since its last answer
+            if not conn.poll(900):
+                raise RuntimeError(f"the {kind} process did not answer {msg[0]!r} in 900 s")
             return conn.recv()
-        except EOFError:
+        except (EOFError, BrokenPipeError):
             proc.join(timeout=5)
             raise RuntimeError(f"the {kind} process died (exit code {proc.exitcode}; "
                                "a negative code is the signal, -9: out of memory?)") from None

@@ -80,3 +80,21 @@ def test_concurrent_trials_collect_rates_and_failures() -> None:
         run((_put, (1.5,)), (_put, ("OutOfMemoryError: boom",)))
     with pytest.raises(RuntimeError, match=r"died \(exit code 3;"):
         run((_put, (1.5,)), (lambda out: os._exit(3), ()))
+
+
+def test_a_side_that_died_is_reported_on_every_later_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # imported by its own name, so the spawned sides can import `_runner`
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import argparse
+
+    import proxy_throughput
+    import torch
+
+    args = argparse.Namespace(batch=8, threads=1)
+    with proxy_throughput._sides(args, torch.device("cpu")) as call:
+        with pytest.raises(RuntimeError, match=r"the plain process died \(exit code 1;"):
+            call("plain", "load", "no_such_model")  # raises in the side: it exits
+        # the next call writes to a pipe nobody reads: the same report, not a BrokenPipeError
+        with pytest.raises(RuntimeError, match=r"the plain process died \(exit code 1;"):
+            call("plain", "step")
+        assert call("project", "load", "effnet") == "cpu channels_last fp32"
