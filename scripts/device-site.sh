@@ -44,7 +44,10 @@ for wheel in sys.argv[2:]:
                 os.chmod(path, mode)
 PY
 rm -rf "$tmp/site/ray/jars" "$tmp/site/ray/rllib" "$tmp/site/ray/llm"
-find "$tmp/site/ray/dashboard/client" -name '*.map' -delete
+# source maps only weigh; a Ray without the dashboard client is no error
+if [ -d "$tmp/site/ray/dashboard/client" ]; then
+  find "$tmp/site/ray/dashboard/client" -name '*.map' -delete
+fi
 mkdir -p "$(dirname "$archive")"
 tar -C "$tmp/site" -czf "$archive" .
 echo "device-site: $(du -h "$archive" | cut -f1) $archive (${#pins[@]} packages for Python $pyver)"
