@@ -223,8 +223,12 @@ class StudyRunner:
         return self.log_dir / f"{WORKERS[kind][2]}-{subject}.log"
 
     def _log_tail(self, child: Child, n: int = 4000) -> str:
+        """The last `n` characters of the child's log, reading only its end (a long study's log
+        can be large: Ray's output of every trial)."""
         try:
-            return self._log_path(child.kind, child.subject).read_text(errors="replace")[-n:]
+            with self._log_path(child.kind, child.subject).open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4 * n))  # UTF-8: at most 4 bytes a char
+                return f.read().decode(errors="replace")[-n:]
         except OSError:
             return ""
 

@@ -175,3 +175,21 @@ def test_service_stop_queues_its_runs_before_stopping_them(runner: StudyRunner) 
     with runner.sessions.begin() as s:
         assert not lifecycle.finish(s, row.run_id, "failed", "SIGTERM")  # too late
     assert _status(runner, row.run_id).status == "queued"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_crash_reports_the_end_of_a_long_log(runner: StudyRunner) -> None:
+    """The error of a crashed run is its log's last 4000 characters, read from the end of the
+    file (a study's log holds every trial's output), multi-byte text included."""
+    row = _study(runner, "long-log")
+    runner.log_dir.mkdir(parents=True, exist_ok=True)
+    text = "ε trial output\n" * 100_000 + "Traceback ... RuntimeError: Δ boom\n"
+    runner._log_path("search", row.id).write_text(text)
+    child = Child(row.run_id, "search", row.id, subprocess.Popen([sys.executable, "-c", ""]))
+    assert runner._log_tail(child) == text[-4000:]
+    assert runner._log_tail(child, n=5) == "boom\n"
+    runner._log_path("search", row.id).write_text("short")
+    assert runner._log_tail(child) == "short"
+    runner._log_path("search", row.id).unlink()
+    assert runner._log_tail(child) == ""
+    child.proc.wait()
