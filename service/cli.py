@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.OperationalError as exc:  # --db unreachable, refused, locked
+    except sqlalchemy.exc.DBAPIError as exc:  # --db unreachable, refused, locked, no rights
         print(f"error: the database (--db): {str(exc.orig).strip()}", file=sys.stderr)
         return 2
 

@@ -378,8 +378,8 @@ class StudyProgress:
 
     def shortfall(self) -> str | None:
         """None when every candidate finished and every baseline trained; else what is missing.
-        A study falls short when trials fail (a crash, the data, `max_failures`); running it
-        again resumes it."""
+        A study falls short when trials fail (a crash, out of memory) or the run was stopped;
+        running it again resumes it."""
         missing = []
         if self.finished < self.n_trials:
             missing.append(f"{self.n_trials - self.finished} of {self.n_trials} candidates")
@@ -388,8 +388,8 @@ class StudyProgress:
                            f"{self.baselines_total} baselines")
         if not missing:
             return None
-        return (f"{' and '.join(missing)} did not finish ({self.failed} trial(s) failed); "
-                "run the study again to resume it")
+        failed = f" ({self.failed} candidate trial(s) failed)" if self.failed else ""
+        return f"{' and '.join(missing)} did not finish{failed}; run the study again to resume it"
 
 
 def _trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
@@ -510,37 +510,38 @@ def _ray(address: str | None, verbose: int) -> Iterator[None]:
             ray.shutdown()
 
 
-def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | None]:
-    """`spec` with its dataset made ready once, by the driver, before any trial starts.
+def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | OSError | None]:
+    """`spec` as the trials get it, with its dataset made ready once, by the driver, before any
+    trial starts, and the error doing so raised (None if none).
 
     Trials run in Ray's own working directories, so a relative `data_dir` is resolved against
-    the driver's working directory (no `data_dir`: `$CLNAS_DATA_DIR` as the driver sees it).
-    A missing or corrupt archive then fails the study before it starts, naming the path to put
-    the archive at, instead of failing every trial; a download happens once, not per trial.
-    The error is returned, not raised: on a cluster with other machines (`_data_error_stands`)
-    their nodes may hold the data on their own disks."""
-    error: DatasetError | None = None
+    the driver's working directory. No `data_dir` (each node's `$CLNAS_DATA_DIR` or default)
+    and `~/...` (each node's home) are passed on as given. The driver prepares the same folder
+    as it sees it: a missing or corrupt archive then fails the study before any trial, naming
+    the path to put the archive at, instead of failing every trial, and a download happens once,
+    not once per trial. The error is returned, not raised: on a cluster with other machines
+    (`_data_error_stands`) their nodes may hold the data on their own disks."""
+    given = spec.data_dir
+    if given is not None and not given.startswith("~") and not Path(given).is_absolute():
+        spec = spec.model_copy(update={"data_dir": str(Path(given).resolve())})
     try:
-        root = prepare_dataset(spec.dataset, spec.data_dir)
-    except DatasetError as exc:
-        if spec.data_dir is None:
-            return spec, exc  # each node's own default
-        root, error = Path(spec.data_dir).expanduser().resolve(), exc
-    return spec.model_copy(update={"data_dir": str(root)}), error
+        prepare_dataset(spec.dataset, spec.data_dir)
+    except (DatasetError, OSError) as exc:  # OSError: e.g. no write permission here
+        return spec, exc
+    return spec, None
 
 
-def _data_error_stands(error: DatasetError, address: str | None) -> bool:
-    """Whether the driver's `error` preparing the data fails the study: always on a private
-    local Ray; on a cluster only if every live node runs on this machine (the default `clnas
-    serve`). Otherwise it is logged and each trial looks for the data on its node."""
-    if resolve_address(address) != "local":
-        here = ray.util.get_node_ip_address()
-        if any(n["NodeManagerAddress"] != here for n in ray.nodes() if n["Alive"]):
-            logging.getLogger(__name__).warning(
-                "the driver cannot prepare the data (%s); trials on other nodes look for it "
-                "there", error)
-            return False
-    return True
+def _data_error_stands(error: DatasetError | OSError) -> bool:
+    """Whether the driver's `error` preparing the data fails the study, asked once Ray is up:
+    yes when every live node runs on this machine (a private local Ray, the default `clnas
+    serve`); on a cluster with other machines it is logged and each trial looks for the data
+    on its own node."""
+    here = ray.util.get_node_ip_address()
+    if all(n["NodeManagerAddress"] == here for n in ray.nodes() if n["Alive"]):
+        return True
+    logging.getLogger(__name__).warning(
+        "the driver cannot prepare the data (%s); trials on other nodes look for it there", error)
+    return False
 
 
 @dataclass
@@ -599,14 +600,15 @@ def run_study(
     """Run (or resume) `spec` until `n_trials` candidates are sampled and finished and every
     baseline is trained; returns the Pareto front. `on_progress` is called from a polling
     thread about every `poll_s` seconds (and once at the end)."""
-    # the trials get `ready` (an absolute data_dir); the database keeps the spec as given, so a
-    # resumed study compares equal whatever the working directory
-    ready, data_error = _prepare_data(spec)
-    if data_error is not None and resolve_address(ray_address) == "local":
-        raise data_error  # a private local Ray: fail before starting it
     storage_url = absolute_db_url(storage_url)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url)  # a bad --db or a conflicting study fails first
     prepare_studies(storage, spec)
+    # the trials get `ready` (a relative data_dir made absolute); the database keeps the spec
+    # as given, so a resumed study compares equal whatever the working directory
+    ready, data_error = _prepare_data(spec)
+    if (data_error is not None and not ray.is_initialized()
+            and resolve_address(ray_address) == "local"):
+        raise data_error  # a private local Ray: fail before starting it
     stop = threading.Event()
     poller = None
     if on_progress is not None:
@@ -623,7 +625,7 @@ def run_study(
         poller.start()
     try:
         with _ray(ray_address, verbose):
-            if data_error is not None and _data_error_stands(data_error, ray_address):
+            if data_error is not None and _data_error_stands(data_error):
                 raise data_error
             _run_baselines(ready, storage_url, storage, results_dir, verbose)
             if study_progress(storage, spec).finished < spec.search.n_trials:

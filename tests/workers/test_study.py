@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -93,7 +94,10 @@ def test_progress_says_what_fell_short() -> None:
     assert done.shortfall() is None
     short = StudyProgress(n_trials=4, completed=1, failed=3, baselines_total=2, baselines_done=1)
     assert short.shortfall() == ("3 of 4 candidates and 1 of 2 baselines did not finish "
-                                 "(3 trial(s) failed); run the study again to resume it")
+                                 "(3 candidate trial(s) failed); run the study again to resume it")
+    stopped = StudyProgress(n_trials=4, completed=4, baselines_total=1)
+    assert stopped.shortfall() == (
+        "1 of 1 baselines did not finish; run the study again to resume it")
 
 
 def _cifar_study(tmp_path: Path) -> Path:
@@ -116,15 +120,17 @@ def test_search_with_bad_data_fails_before_any_trial(tmp_path: Path) -> None:
 
     study = _cifar_study(tmp_path)
     clnas = str(Path(sys.executable).with_name("clnas"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a private local Ray
     run = subprocess.run([clnas, "search", str(study), "--db", "sqlite:///s.db", "--data-dir",
                           "data", "--json"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env=env)
     assert run.returncode == 2, run.stdout + run.stderr
     archive = tmp_path / "data" / "cifar-100-python.tar.gz"
     assert run.stderr.startswith(f"error: {archive} has md5 "), run.stderr
     assert "delete it and download it again" in run.stderr
-    assert not (tmp_path / "s.db").exists()  # nothing stored, nothing sampled
     assert run.stdout == ""
+    study_ = optuna.load_study(study_name="needs-data", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert study_.trials == []  # nothing sampled
 
 
 @pytest.mark.slow
@@ -151,3 +157,26 @@ def test_bad_data_fails_a_study_on_a_one_machine_cluster(tmp_path: Path) -> None
         cluster.shutdown()
     study = optuna.load_study(study_name=spec.name, storage=url)
     assert study.trials == []
+
+
+def test_trials_get_a_relative_data_dir_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trials run in Ray's working directories: a relative data_dir becomes the driver's
+    absolute one; no data_dir and `~/...` stay as given (each node's own, on a cluster). The
+    driver prepares the folder it sees either way."""
+    from workers.data import synthetic
+    from workers.tune import _prepare_data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLNAS_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setitem(synthetic.DEFAULT_SIZE, "n_train", 300)
+    monkeypatch.setitem(synthetic.DEFAULT_SIZE, "n_test", 50)
+    spec = load_study(EXAMPLE)
+    for given, passed, prepared in [("rel", str(tmp_path / "rel"), tmp_path / "rel"),
+                                    ("~/d", "~/d", tmp_path / "home" / "d"),
+                                    (None, None, tmp_path / "env")]:
+        ready, error = _prepare_data(spec.model_copy(update={"data_dir": given}))
+        assert error is None and ready.data_dir == passed
+        assert (prepared / "synthetic" / "cifar-100-python.tar.gz").is_file()

@@ -98,8 +98,9 @@ def scan_split(root: str | Path) -> ImageFolder:
 
 
 def scan_imagenet(data_dir: str | Path) -> ImageNetFolders:
-    """Both splits of `data_dir`; val must have exactly train's classes."""
-    root = Path(data_dir)
+    """Both splits of `data_dir`; val must have exactly train's classes. The image paths are
+    absolute: Ray Train's workers run in their own working directories."""
+    root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise ImageFolderError(root, "no such data directory")
     train = scan_split(root / "train")

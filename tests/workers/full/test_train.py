@@ -5,6 +5,7 @@ from synthetic data and are checked only for being labelled so."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -63,14 +64,20 @@ def arch_file(tiny_arch: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
 def cli_run(
     ray_local: None, data: Path, recipe_file: Path, arch_file: Path, tmp_path_factory: Any
 ) -> tuple[Path, dict[str, Any]]:
-    """`clnas train` for 2 epochs on 2 workers, uninterrupted (in-process, on the test's Ray)."""
+    """`clnas train` for 2 epochs on 2 workers, uninterrupted (in-process, on the test's Ray),
+    given --data relative to the working directory (Ray Train's workers run elsewhere)."""
     out = tmp_path_factory.mktemp("cli") / "out"
     argv = [
-        "train", str(arch_file), "--data", str(data), "--recipe", str(recipe_file),
+        "train", str(arch_file), "--data", data.name, "--recipe", str(recipe_file),
         "--workers", "2", "--batch-size", "8", "--image-size", "32", "--seed", "11",
         "--loader-workers", "1", "--out", str(out), "--json",
     ]  # fmt: skip
-    rc = main(argv)
+    here = os.getcwd()
+    os.chdir(data.parent)
+    try:
+        rc = main(argv)
+    finally:
+        os.chdir(here)
     assert rc == 0
     return out, json.loads((out / "metrics.json").read_text())
 
