@@ -74,12 +74,13 @@ def test_each_bound_is_refused_naming_its_field(doc: dict[str, Any], path: str) 
 
 def test_bounds_are_checked_before_the_structural_walk() -> None:
     # 10^7 blocks whose groups do not divide their channels: one bound error, no walk
+    # (the walk would take minutes; 2 s leaves room for a pause of a loaded machine)
     doc = _doc({"block": "gm", "groups": 3, "repeat": 10_000_000})
     start = time.perf_counter()
     assert _paths(doc) == ["stages[0].repeat"]
     doc = _doc(stages=[{"block": "gm", "out": 30, "groups": 7, "repeat": 64}] * 64)
     assert _paths(doc) == ["stages"]
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 2.0
 
 
 def test_the_largest_accepted_document_is_analysed_in_bounded_time() -> None:

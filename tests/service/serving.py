@@ -30,6 +30,17 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, log_name: str) -> None:
+        """Start `clnas serve` and wait for /api/health. The port is picked before the server
+        binds it (after its migrations and Ray head): if something took it meanwhile, start
+        again on another port; a server that died otherwise fails at once with its log."""
+        for _ in range(3):
+            if self._start_once(log_name):
+                return
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError((self.tmp / log_name).read_text()[-3000:])
+
+    def _start_once(self, log_name: str) -> bool:
         env = os.environ | {"RAY_TMPDIR": tempfile.mkdtemp(prefix="clnas-ray-", dir="/tmp")}
         log = (self.tmp / log_name).open("wb")
         self.proc = subprocess.Popen(
@@ -42,9 +53,14 @@ class Server:
         while time.time() < deadline:
             try:
                 if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 time.sleep(0.5)
+            if self.proc.poll() is not None:
+                text = (self.tmp / log_name).read_text()
+                if "address already in use" in text.lower():
+                    return False
+                raise AssertionError(text[-3000:])
         raise AssertionError((self.tmp / log_name).read_text()[-3000:])
 
     def kill(self) -> None:

@@ -49,13 +49,17 @@ def test_cancel_of_a_running_study_is_quick_and_stops_it(tmp_path: Path) -> None
         r = httpx.post(f"{server.url}/api/studies/{sid}/cancel", timeout=30)
         answered = time.monotonic() - start
         assert r.status_code == 202, r.text
-        assert answered < 1.0, f"cancel took {answered:.2f} s"
+        # "does not wait for the stop" (that takes up to POLL_S + STOP_GRACE_S): a few seconds
+        # on a loaded 2-core machine still proves it
+        assert answered < 5.0, f"cancel took {answered:.2f} s"
         assert r.json()["status"] in ("cancelling", "cancelled")
 
         body = wait_for(server, sid, lambda b: b["status"] == "cancelled",
-                        timeout=POLL_S + STOP_GRACE_S + 10)
+                        timeout=POLL_S + STOP_GRACE_S + 60)
         took = time.monotonic() - start
-        assert took < POLL_S + STOP_GRACE_S + 5, f"cancelled after {took:.1f} s"
+        # a pass, the grace period, then SIGKILL; slack for a loaded machine (the bug this
+        # guards against never cancels at all)
+        assert took < POLL_S + STOP_GRACE_S + 30, f"cancelled after {took:.1f} s"
         assert body["finished_at"] is not None
         assert _gone(pid)
         states = {t.state.name for t in optuna.load_study(study_name="cancel-me",

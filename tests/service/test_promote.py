@@ -427,9 +427,13 @@ def test_interrupted_promotion_resumes_after_restart(tmp_path: Path) -> None:
         _wait(c, job_id, lambda j: _checkpointed_epoch(settings, job_id) >= 1
               or j["status"] not in ("queued", "running"))
         done = _checkpointed_epoch(settings, job_id)
-        first = c.get(f"/api/jobs/{job_id}").json()
+        # the curve reaches the database by its own route (a Ray queue, then a write): wait
+        # for the checkpointed epochs there too
+        first = _wait(c, job_id, lambda j: len(j["curve"]) >= done
+                      or j["status"] not in ("queued", "running"), timeout=60)
         assert first["status"] == "running" and 1 <= done < 4, (
             first, _log(settings, job_id)[-3000:])
+        assert len(first["curve"]) >= done, first
     with TestClient(create_app(settings)) as c:  # the runner stopped the run: still `running`
         job = c.get(f"/api/jobs/{job_id}").json()
         assert job["status"] in ("queued", "running") and job["result"] is None, job

@@ -50,7 +50,7 @@ def server(request: pytest.FixtureRequest,
     settings = Settings(db_url=db, results_dir=str(tmp / "ray"), run_studies=False, token=TOKEN)
     with live_server(settings) as url:
         # a study the generated ids can hit: submitted over the API, trials seeded in the store
-        r = httpx.post(f"{url}/api/studies", json=EXAMPLE, headers=AUTH)
+        r = httpx.post(f"{url}/api/studies", json=EXAMPLE, headers=AUTH, timeout=60)
         assert r.status_code == 201, r.text
         seed_study(db, EXAMPLE, 12)
         yield url
@@ -84,7 +84,7 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_schema(server: str) ->
 
 
 def test_every_mutating_operation_demands_the_token(server: str) -> None:
-    spec = httpx.get(f"{server}/openapi.json").json()
+    spec = httpx.get(f"{server}/openapi.json", timeout=60).json()
     checked = 0
     for path, methods in spec["paths"].items():
         concrete = path.replace("{study_id}", "1").replace("{number}", "0")
@@ -93,10 +93,10 @@ def test_every_mutating_operation_demands_the_token(server: str) -> None:
                 continue
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 r = httpx.request(method.upper(), f"{server}{concrete}", headers=headers,
-                                  json={})
+                                  json={}, timeout=60)
                 assert r.status_code == 401, (method, path, headers, r.text)
                 assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
             checked += 1
     assert checked >= 4  # submit, cancel, resume, delete (and any later ones)
     # the seeded study was never touched by a rejected call
-    assert httpx.get(f"{server}/api/studies/1").json()["status"] == "queued"
+    assert httpx.get(f"{server}/api/studies/1", timeout=60).json()["status"] == "queued"
