@@ -46,7 +46,7 @@ from search_space import Arch, load_arch
 from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
 from workers import database
-from workers.data import DatasetError, prepare_dataset
+from workers.data import DatasetError, DownloadReport, prepare_dataset
 from workers.ray_address import ray_address as resolve_address
 from workers.schedulers import make_scheduler
 from workers.study import BASELINES_SUFFIX, StudySpec
@@ -525,7 +525,8 @@ def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | OSError | 
     if given is not None and not given.startswith("~") and not Path(given).is_absolute():
         spec = spec.model_copy(update={"data_dir": str(Path(given).resolve())})
     try:
-        prepare_dataset(spec.dataset, spec.data_dir)
+        with DownloadReport(label=f"downloading {spec.dataset}") as report:
+            prepare_dataset(spec.dataset, spec.data_dir, progress=report)
     except (DatasetError, OSError) as exc:  # OSError: e.g. no write permission here
         return spec, exc
     return spec, None

@@ -19,6 +19,7 @@ from workers.data import (
     CIFAR100,
     Batches,
     DatasetError,
+    DownloadReport,
     ImageSet,
     ensure_archive,
     load_cifar100,
@@ -210,6 +211,41 @@ def test_download_checks_md5(server: str, archive: Path, tmp_path: Path) -> None
         ensure_archive(tmp_path / "bad", server, "0" * 32)
     assert "nothing was written" in str(e.value)
     assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_download_reports_its_progress(server: str, archive: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int | None]] = []
+    ensure_archive(tmp_path, server, md5(archive), progress=lambda d, t: seen.append((d, t)))
+    size = archive.stat().st_size
+    assert seen and seen[-1] == (size, size)  # the server announces Content-Length
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen})  # strictly increasing
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_download_report_draws_a_bar_or_writes_tenths() -> None:
+    log = io.StringIO()  # a service study's log: a line at every tenth
+    with DownloadReport(log, label="downloading cifar100") as report:
+        for done in range(0, 101 << 20, 1 << 20):
+            report(done, 100 << 20)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 11
+    assert lines[0] == "downloading cifar100: 0.0 of 100.0 MiB"
+    assert lines[-1] == "downloading cifar100: 100.0 of 100.0 MiB"
+    unknown = io.StringIO()  # no Content-Length: every 16 MiB
+    with DownloadReport(unknown) as report:
+        for done in range(0, 64 << 20, 1 << 20):
+            report(done, None)
+    assert unknown.getvalue().splitlines()[-1] == "downloading: 48.0 MiB"
+    tty = _Terminal()  # a terminal: a rich bar, ended by the context manager
+    with DownloadReport(tty, label="downloading cifar100") as report:
+        report(50 << 20, 100 << 20)
+        report(100 << 20, 100 << 20)
+    assert report._bar is None and "downloading cifar100" in tty.getvalue()
+    assert "104.9/104.9 MB" in tty.getvalue()  # rich counts decimal megabytes
 
 
 def test_synthetic_dataset_is_generated_and_flagged(

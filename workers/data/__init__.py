@@ -12,7 +12,9 @@ from workers.data.cifar import (
     CifarFormat,
     CifarSplits,
     DatasetError,
+    DownloadReport,
     ImageSet,
+    Progress,
     cifar_source,
     default_data_dir,
     ensure_archive,
@@ -42,16 +44,19 @@ def load_dataset(
 
 
 def prepare_dataset(
-    name: str, data_dir: str | Path | None = None, *, download: bool = True
+    name: str, data_dir: str | Path | None = None, *, download: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
     """Make dataset `name` ready under `data_dir` (default: `default_data_dir()`) without
     decoding it, and return that folder as an absolute path: a CIFAR archive is found (or its
     extracted folder) and md5-checked, or downloaded when missing and `download`; the synthetic
     archive is generated when missing. Raises `DatasetError` saying where to put a missing
-    archive. A study's driver calls it once before any trial starts (`workers.tune.run_study`)."""
+    archive. A download is reported to `progress`. A study's driver calls it once before any
+    trial starts (`workers.tune.run_study`)."""
     root = (Path(data_dir).expanduser() if data_dir is not None else default_data_dir()).resolve()
     if name in ("cifar100", "cifar10"):
-        cifar_source(CIFAR100 if name == "cifar100" else CIFAR10, root, download=download)
+        fmt = CIFAR100 if name == "cifar100" else CIFAR10
+        cifar_source(fmt, root, download=download, progress=progress)
     elif name == "synthetic":
         synthetic_archive(root)
     else:
@@ -67,7 +72,9 @@ __all__ = [
     "CifarFormat",
     "CifarSplits",
     "DatasetError",
+    "DownloadReport",
     "ImageSet",
+    "Progress",
     "default_data_dir",
     "ensure_archive",
     "load_cifar10",

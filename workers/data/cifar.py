@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -147,6 +148,56 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+Progress = Callable[[int, int | None], None]
+"""Called as a download goes: bytes received so far, total bytes (None: not announced)."""
+
+
+class DownloadReport:
+    """A `Progress` for people: a bar on a terminal, else a line at every tenth of the file
+    (a service study's log). Use as a context manager, which ends the bar either way."""
+
+    def __init__(self, stream: IO[str] | None = None, label: str = "downloading"):
+        self.stream = stream if stream is not None else sys.stderr
+        self.label = label
+        self._bar: Any = None
+        self._task: Any = None
+        self._tenth = -1
+
+    def __enter__(self) -> DownloadReport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.stream.isatty():
+            if self._bar is None:
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                    TransferSpeedColumn,
+                )
+
+                self._bar = Progress(TextColumn(self.label), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(),
+                                     console=Console(file=self.stream))
+                self._task = self._bar.add_task(self.label, total=total)
+                self._bar.start()
+            self._bar.update(self._task, completed=done)
+            return
+        tenth = 10 * done // total if total else done >> 24  # no total: every 16 MiB
+        if tenth != self._tenth:
+            self._tenth = tenth
+            of = f" of {total / 2**20:.1f}" if total else ""
+            print(f"{self.label}: {done / 2**20:.1f}{of} MiB", file=self.stream, flush=True)
+
+
 def ensure_archive(
     data_dir: str | Path,
     url: str,
@@ -154,10 +205,12 @@ def ensure_archive(
     *,
     download: bool = True,
     filename: str | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """`<data_dir>/<filename>` (default: the URL's last component), downloaded from `url` when
-    missing; its md5 is checked against `md5` (None: not checked). Raises `DatasetError` saying
-    where to put the file when it is missing and cannot be downloaded."""
+    missing (reported to `progress`); its md5 is checked against `md5` (None: not checked).
+    Raises `DatasetError` saying where to put the file when it is missing and cannot be
+    downloaded."""
     path = Path(data_dir).expanduser() / (filename or url.rstrip("/").rsplit("/", 1)[-1])
     if path.is_file():
         _check_md5(path, md5, url)
@@ -166,7 +219,7 @@ def ensure_archive(
         raise DatasetError(_where_to_put_it(path, url, md5, "downloading is disabled"))
     log.info("downloading %s to %s", url, path)
     try:
-        _download(url, path, md5)
+        _download(url, path, md5, progress)
     except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors; bad URL: ValueError
         raise DatasetError(_where_to_put_it(path, url, md5, f"download failed: {exc}")) from exc
     return path
@@ -188,7 +241,7 @@ def _check_md5(path: Path, md5: str | None, url: str) -> None:
         )
 
 
-def _download(url: str, path: Path, md5: str | None) -> None:
+def _download(url: str, path: Path, md5: str | None, progress: Progress | None = None) -> None:
     """Stream `url` into a temporary file beside `path`, check the md5, then rename it into
     place (so concurrent workers never see a half-written archive)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,9 +253,15 @@ def _download(url: str, path: Path, md5: str | None) -> None:
             os.fdopen(fd, "wb") as out,
             urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response,
         ):
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
         if md5 is not None and digest.hexdigest() != md5:
             raise DatasetError(
                 f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}; "
@@ -351,14 +410,16 @@ def _decode(
     )
 
 
-def cifar_source(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True) -> Path:
+def cifar_source(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True,
+                 progress: Progress | None = None) -> Path:
     """Where `load_cifar` reads `fmt` from: `<data_dir>/<fmt.folder>/` if extracted there, else
     `<data_dir>/<fmt.archive>` (downloaded when missing and `download`), md5 checked."""
     root = Path(data_dir).expanduser()
     folder = root / fmt.folder
     if all((folder / m).is_file() for m in fmt.members):
         return folder
-    return ensure_archive(root, fmt.url, fmt.md5, download=download, filename=fmt.archive)
+    return ensure_archive(root, fmt.url, fmt.md5, download=download, filename=fmt.archive,
+                          progress=progress)
 
 
 def load_cifar(fmt: CifarFormat, data_dir: str | Path, *, download: bool = True) -> CifarSplits:
