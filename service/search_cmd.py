@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from workers.ray_address import ADDRESS_HELP
@@ -109,7 +116,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("trials", total=spec.search.n_trials, detail="starting Ray")
+        task = bar.add_task("trials", total=spec.search.n_trials,
+                            detail="checking the data, starting Ray")
+        download: list[TaskID] = []
+
+        def downloaded(done: int, total: int | None) -> None:
+            """The dataset download, as a row of this bar (one live display per terminal)."""
+            if not download:
+                download.append(bar.add_task(f"downloading {spec.dataset}", detail="MiB",
+                                             total=total // 2**20 if total else None))
+            bar.update(download[0], completed=done // 2**20)
 
         def show(p: StudyProgress) -> None:
             detail = (
@@ -121,7 +137,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             bar.update(task, completed=p.finished, detail=detail)
 
         outcome = run_study(spec, storage_url=db, results_dir=args.results_dir,
-                            ray_address=args.ray_address, verbose=args.verbose, on_progress=show)
+                            ray_address=args.ray_address, verbose=args.verbose, on_progress=show,
+                            on_download=downloaded)
     metrics = spec.metrics
     console.print(front_table(f"Pareto front of {spec.name}{synthetic} "
                               f"({len(outcome.front)} trials)", outcome.front, metrics, "trial"))

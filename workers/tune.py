@@ -47,6 +47,7 @@ from search_space.sampling import Suggester, sample_arch
 from search_space.spaces import Space
 from workers import database
 from workers.data import DatasetError, DownloadReport, prepare_dataset
+from workers.data import Progress as DataProgress
 from workers.ray_address import ray_address as resolve_address
 from workers.schedulers import make_scheduler
 from workers.study import BASELINES_SUFFIX, StudySpec
@@ -510,7 +511,9 @@ def _ray(address: str | None, verbose: int) -> Iterator[None]:
             ray.shutdown()
 
 
-def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | OSError | None]:
+def _prepare_data(
+    spec: StudySpec, on_download: DataProgress | None = None
+) -> tuple[StudySpec, DatasetError | OSError | None]:
     """`spec` as the trials get it, with its dataset made ready once, by the driver, before any
     trial starts, and the error doing so raised (None if none).
 
@@ -525,8 +528,11 @@ def _prepare_data(spec: StudySpec) -> tuple[StudySpec, DatasetError | OSError | 
     if given is not None and not given.startswith("~") and not Path(given).is_absolute():
         spec = spec.model_copy(update={"data_dir": str(Path(given).resolve())})
     try:
-        with DownloadReport(label=f"downloading {spec.dataset}") as report:
-            prepare_dataset(spec.dataset, spec.data_dir, progress=report)
+        if on_download is not None:
+            prepare_dataset(spec.dataset, spec.data_dir, progress=on_download)
+        else:
+            with DownloadReport(label=f"downloading {spec.dataset}") as report:
+                prepare_dataset(spec.dataset, spec.data_dir, progress=report)
     except (DatasetError, OSError) as exc:  # OSError: e.g. no write permission here
         return spec, exc
     return spec, None
@@ -596,17 +602,19 @@ def run_study(
     ray_address: str | None = None,
     verbose: int = 0,
     on_progress: Callable[[StudyProgress], None] | None = None,
+    on_download: DataProgress | None = None,
     poll_s: float = 1.0,
 ) -> StudyOutcome:
     """Run (or resume) `spec` until `n_trials` candidates are sampled and finished and every
-    baseline is trained; returns the Pareto front. `on_progress` is called from a polling
+    baseline is trained; returns the Pareto front. A dataset download is reported to
+    `on_download` (default: `DownloadReport` on stderr). `on_progress` is called from a polling
     thread about every `poll_s` seconds (and once at the end)."""
     storage_url = absolute_db_url(storage_url)
     storage = open_storage(storage_url)  # a bad --db or a conflicting study fails first
     prepare_studies(storage, spec)
     # the trials get `ready` (a relative data_dir made absolute); the database keeps the spec
     # as given, so a resumed study compares equal whatever the working directory
-    ready, data_error = _prepare_data(spec)
+    ready, data_error = _prepare_data(spec, on_download)
     if (data_error is not None and not ray.is_initialized()
             and resolve_address(ray_address) == "local"):
         raise data_error  # a private local Ray: fail before starting it

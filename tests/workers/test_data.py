@@ -21,6 +21,7 @@ from workers.data import (
     DatasetError,
     DownloadReport,
     ImageSet,
+    cifar,
     ensure_archive,
     load_cifar100,
     load_dataset,
@@ -213,11 +214,15 @@ def test_download_checks_md5(server: str, archive: Path, tmp_path: Path) -> None
     assert list((tmp_path / "bad").iterdir()) == []
 
 
-def test_download_reports_its_progress(server: str, archive: Path, tmp_path: Path) -> None:
+def test_download_reports_its_progress(
+    server: str, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cifar, "_CHUNK", 1 << 14)  # several reads of the small test archive
     seen: list[tuple[int, int | None]] = []
     ensure_archive(tmp_path, server, md5(archive), progress=lambda d, t: seen.append((d, t)))
     size = archive.stat().st_size
-    assert seen and seen[-1] == (size, size)  # the server announces Content-Length
+    assert len(seen) == -(-size // (1 << 14)) > 1
+    assert seen[-1] == (size, size)  # the server announces Content-Length
     assert [d for d, _ in seen] == sorted({d for d, _ in seen})  # strictly increasing
 
 
@@ -226,7 +231,8 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_download_report_draws_a_bar_or_writes_tenths() -> None:
+def test_download_report_draws_a_bar_or_writes_tenths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")  # rich sizes its bar to the terminal
     log = io.StringIO()  # a service study's log: a line at every tenth
     with DownloadReport(log, label="downloading cifar100") as report:
         for done in range(0, 101 << 20, 1 << 20):
