@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -527,12 +527,11 @@ def _prepare_data(
     given = spec.data_dir
     if given is not None and not given.startswith("~") and not Path(given).is_absolute():
         spec = spec.model_copy(update={"data_dir": str(Path(given).resolve())})
+    report = (nullcontext(on_download) if on_download is not None
+              else DownloadReport(label=f"downloading {spec.dataset}"))
     try:
-        if on_download is not None:
-            prepare_dataset(spec.dataset, spec.data_dir, progress=on_download)
-        else:
-            with DownloadReport(label=f"downloading {spec.dataset}") as report:
-                prepare_dataset(spec.dataset, spec.data_dir, progress=report)
+        with report as progress:
+            prepare_dataset(spec.dataset, spec.data_dir, progress=progress)
     except (DatasetError, OSError) as exc:  # OSError: e.g. no write permission here
         return spec, exc
     return spec, None
